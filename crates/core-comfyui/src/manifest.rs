@@ -1,0 +1,802 @@
+//! A manifest names a workflow's parameters and says where each one goes: (node id, input name),
+//! with type, default and bounds. Applying values patches a copy of the workflow structurally.
+
+use std::fmt;
+
+use indexmap::IndexMap;
+use rand::Rng;
+use serde::Deserialize;
+use serde_json::{Map, Number, Value};
+
+use crate::object_info::{InputKind, ObjectInfo};
+use crate::workflow::{as_link, Workflow, WorkflowError};
+
+/// Discord option names are 1–32 characters; parameters become options.
+pub const MAX_PARAM_NAME_CHARS: usize = 32;
+/// Combo options shown in an error before "…".
+const OPTIONS_SHOWN: usize = 5;
+
+/// What a workflow is for; the bot picks commands and buttons from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkflowKind {
+    Txt2img,
+    Img2img,
+    Edit,
+    Upscale,
+    Video,
+    #[default]
+    Custom,
+}
+
+/// The type of a parameter's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamKind {
+    String,
+    Int,
+    Float,
+    Bool,
+    /// A u64, random when not given.
+    Seed,
+    /// The name of an uploaded input image (`LoadImage.image`).
+    Image,
+    /// One of a list: the manifest's `choices`, or the server's combo (models, LoRAs, samplers).
+    Choice,
+}
+
+impl ParamKind {
+    fn name(self) -> &'static str {
+        match self {
+            ParamKind::String => "string",
+            ParamKind::Int => "int",
+            ParamKind::Float => "float",
+            ParamKind::Bool => "bool",
+            ParamKind::Seed => "seed",
+            ParamKind::Image => "image",
+            ParamKind::Choice => "choice",
+        }
+    }
+}
+
+/// Where a value goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub node: String,
+    pub input: String,
+}
+
+/// One named parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    pub kind: ParamKind,
+    pub targets: Vec<Target>,
+    pub default: Option<Value>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub step: Option<f64>,
+    /// Allowed values; empty means "whatever the server's combo offers" for choices.
+    pub choices: Vec<Value>,
+    pub max_length: Option<usize>,
+    pub required: bool,
+    pub description: Option<String>,
+}
+
+/// A loaded, structurally checked manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub description: Option<String>,
+    pub kind: WorkflowKind,
+    pub nsfw: bool,
+    /// The workflow file, relative to the manifest, when not `<name>.json`.
+    pub workflow_file: Option<String>,
+    pub params: IndexMap<String, ParamSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NodeIdRepr {
+    Text(String),
+    Number(u64),
+}
+
+impl NodeIdRepr {
+    fn into_string(self) -> String {
+        match self {
+            NodeIdRepr::Text(s) => s,
+            NodeIdRepr::Number(n) => n.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetFile {
+    node: NodeIdRepr,
+    input: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParamFile {
+    #[serde(rename = "type")]
+    kind: ParamKind,
+    node: Option<NodeIdRepr>,
+    input: Option<String>,
+    targets: Option<Vec<TargetFile>>,
+    default: Option<Value>,
+    min: Option<f64>,
+    max: Option<f64>,
+    step: Option<f64>,
+    #[serde(default)]
+    choices: Vec<Value>,
+    max_length: Option<usize>,
+    #[serde(default)]
+    required: bool,
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFile {
+    workflow: Option<String>,
+    description: Option<String>,
+    #[serde(default)]
+    kind: WorkflowKind,
+    #[serde(default)]
+    nsfw: bool,
+    #[serde(default)]
+    params: IndexMap<String, ParamFile>,
+}
+
+/// A manifest that cannot be used with its workflow. Checked without a server.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ManifestError {
+    #[error("the manifest is not valid: {0}")]
+    Json(String),
+    #[error("parameter {param}: {reason}")]
+    Param { param: String, reason: String },
+}
+
+/// Why values could not be applied.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PatchError {
+    #[error("unknown parameter {name}; this workflow takes: {known}")]
+    UnknownParam { name: String, known: String },
+    #[error("{name} is required")]
+    Missing { name: String },
+    #[error("{name} must be {expected}; got {got}")]
+    WrongType {
+        name: String,
+        expected: &'static str,
+        got: String,
+    },
+    #[error("{name} must be between {min} and {max}; got {got}")]
+    OutOfRange {
+        name: String,
+        min: String,
+        max: String,
+        got: String,
+    },
+    #[error("{name} must be a multiple of {step}; got {got}")]
+    OffStep {
+        name: String,
+        step: String,
+        got: String,
+    },
+    #[error("{name} must be one of {choices}; got {got}")]
+    NotAChoice {
+        name: String,
+        choices: String,
+        got: String,
+    },
+    #[error("{name} is {got} characters long; the limit is {max}")]
+    TooLong { name: String, max: usize, got: usize },
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
+}
+
+/// A patched workflow plus every parameter's final value (defaults and the random seed
+/// included), so a result can say exactly how it was made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Patched {
+    pub workflow: Workflow,
+    pub values: IndexMap<String, Value>,
+}
+
+/// Something that makes a manifest unusable on one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckProblem {
+    pub node_id: Option<String>,
+    pub param: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for CheckProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(p) = &self.param {
+            write!(f, "parameter {p}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e16 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("'{s}'"),
+        other => other.to_string(),
+    }
+}
+
+fn list_preview(options: &[Value]) -> String {
+    let mut parts: Vec<String> = options.iter().take(OPTIONS_SHOWN).map(show).collect();
+    if options.len() > OPTIONS_SHOWN {
+        parts.push(format!("… ({} in all)", options.len()));
+    }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn is_valid_param_name(name: &str) -> bool {
+    let n = name.chars().count();
+    (1..=MAX_PARAM_NAME_CHARS).contains(&n)
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+impl ParamSpec {
+    /// Checks one value against type and bounds, returning it in the form to set.
+    pub fn check_value(&self, name: &str, value: &Value) -> Result<Value, PatchError> {
+        let wrong = |expected: &'static str| PatchError::WrongType {
+            name: name.to_string(),
+            expected,
+            got: show(value),
+        };
+        let range = |x: f64| -> Result<(), PatchError> {
+            let below = self.min.is_some_and(|m| x < m);
+            let above = self.max.is_some_and(|m| x > m);
+            if below || above {
+                return Err(PatchError::OutOfRange {
+                    name: name.to_string(),
+                    min: self.min.map(fmt_num).unwrap_or_else(|| "-∞".into()),
+                    max: self.max.map(fmt_num).unwrap_or_else(|| "∞".into()),
+                    got: fmt_num(x),
+                });
+            }
+            Ok(())
+        };
+        let checked = match self.kind {
+            ParamKind::Int => {
+                let x = value
+                    .as_i64()
+                    .map(|i| i as f64)
+                    .or_else(|| value.as_f64().filter(|f| f.fract() == 0.0))
+                    .ok_or_else(|| wrong("a whole number"))?;
+                range(x)?;
+                if let Some(step) = self.step.filter(|s| *s > 0.0) {
+                    let base = self.min.unwrap_or(0.0);
+                    if ((x - base) / step).fract().abs() > 1e-9 {
+                        return Err(PatchError::OffStep {
+                            name: name.to_string(),
+                            step: fmt_num(step),
+                            got: fmt_num(x),
+                        });
+                    }
+                }
+                Value::Number(Number::from(x as i64))
+            }
+            ParamKind::Float => {
+                let x = value.as_f64().ok_or_else(|| wrong("a number"))?;
+                range(x)?;
+                Number::from_f64(x).map(Value::Number).ok_or_else(|| wrong("a finite number"))?
+            }
+            ParamKind::Seed => {
+                let x = value.as_u64().ok_or_else(|| wrong("a whole number from 0"))?;
+                range(x as f64)?;
+                Value::Number(Number::from(x))
+            }
+            ParamKind::Bool => Value::Bool(value.as_bool().ok_or_else(|| wrong("true or false"))?),
+            ParamKind::String | ParamKind::Image => {
+                let s = value.as_str().ok_or_else(|| wrong("text"))?;
+                if self.kind == ParamKind::Image && s.is_empty() {
+                    return Err(wrong("an image file name"));
+                }
+                if let Some(max) = self.max_length {
+                    let got = s.chars().count();
+                    if got > max {
+                        return Err(PatchError::TooLong {
+                            name: name.to_string(),
+                            max,
+                            got,
+                        });
+                    }
+                }
+                value.clone()
+            }
+            ParamKind::Choice => value.clone(),
+        };
+        if !self.choices.is_empty() && !self.choices.iter().any(|c| values_equal(c, &checked)) {
+            return Err(PatchError::NotAChoice {
+                name: name.to_string(),
+                choices: list_preview(&self.choices),
+                got: show(value),
+            });
+        }
+        Ok(checked)
+    }
+
+    fn random_seed(&self, rng: &mut impl Rng) -> u64 {
+        let lo = self.min.unwrap_or(0.0).max(0.0) as u64;
+        // f64 cannot hold u64::MAX exactly; anything at or past 2^64 means "no upper bound".
+        let hi = match self.max {
+            Some(m) if m < 18_446_744_073_709_551_615.0 => m as u64,
+            _ => u64::MAX,
+        };
+        rng.gen_range(lo..=hi.max(lo))
+    }
+}
+
+/// 5 and 5.0 are the same value for a choice list.
+fn values_equal(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+impl Manifest {
+    /// Parses a manifest and checks it against its workflow: every target exists and is a
+    /// widget, bounds are ordered, defaults fit.
+    pub fn from_json(text: &str, workflow: &Workflow) -> Result<Manifest, ManifestError> {
+        let file: ManifestFile =
+            serde_json::from_str(text).map_err(|e| ManifestError::Json(e.to_string()))?;
+        let mut params = IndexMap::new();
+        let mut seen_targets: Vec<(Target, String)> = Vec::new();
+        for (name, p) in file.params {
+            let bad = |reason: String| ManifestError::Param {
+                param: name.clone(),
+                reason,
+            };
+            if !is_valid_param_name(&name) {
+                return Err(bad(format!(
+                    "names must be 1–{MAX_PARAM_NAME_CHARS} characters of a-z, 0-9 and _ (they become Discord options)"
+                )));
+            }
+            let targets: Vec<Target> = match (p.node, p.input, p.targets) {
+                (Some(node), Some(input), None) => vec![Target {
+                    node: node.into_string(),
+                    input,
+                }],
+                (None, None, Some(list)) if !list.is_empty() => list
+                    .into_iter()
+                    .map(|t| Target {
+                        node: t.node.into_string(),
+                        input: t.input,
+                    })
+                    .collect(),
+                _ => {
+                    return Err(bad(
+                        "give either \"node\" and \"input\", or a non-empty \"targets\" list of {node, input}".into(),
+                    ))
+                }
+            };
+            for t in &targets {
+                if !workflow.contains(&t.node) {
+                    return Err(bad(format!("node {} does not exist in the workflow", t.node)));
+                }
+                if let Some((src, _)) = workflow.input(&t.node, &t.input).and_then(as_link) {
+                    return Err(bad(format!(
+                        "node {} input {} is connected to node {src}; point the parameter at a widget input",
+                        t.node, t.input
+                    )));
+                }
+                if let Some((_, other)) = seen_targets.iter().find(|(s, _)| s == t) {
+                    return Err(bad(format!(
+                        "node {} input {} is already set by parameter {other}",
+                        t.node, t.input
+                    )));
+                }
+                seen_targets.push((t.clone(), name.clone()));
+            }
+            if let (Some(lo), Some(hi)) = (p.min, p.max) {
+                if lo > hi {
+                    return Err(bad(format!("min {} is above max {}", fmt_num(lo), fmt_num(hi))));
+                }
+            }
+            let spec = ParamSpec {
+                kind: p.kind,
+                targets,
+                default: p.default,
+                min: p.min,
+                max: p.max,
+                step: p.step,
+                choices: p.choices,
+                max_length: p.max_length,
+                required: p.required,
+                description: p.description,
+            };
+            if let Some(d) = &spec.default {
+                spec.check_value(&name, d)
+                    .map_err(|e| bad(format!("the default does not fit: {e}")))?;
+            }
+            params.insert(name, spec);
+        }
+        Ok(Manifest {
+            description: file.description,
+            kind: file.kind,
+            nsfw: file.nsfw,
+            workflow_file: file.workflow,
+            params,
+        })
+    }
+
+    /// Applies named values (missing ones take their default; a missing seed is random) to a
+    /// copy of the workflow.
+    pub fn apply(
+        &self,
+        workflow: &Workflow,
+        values: &Map<String, Value>,
+        rng: &mut impl Rng,
+    ) -> Result<Patched, PatchError> {
+        if let Some(unknown) = values.keys().find(|k| !self.params.contains_key(*k)) {
+            return Err(PatchError::UnknownParam {
+                name: unknown.clone(),
+                known: self.params.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
+        }
+        let mut patched = workflow.clone();
+        let mut resolved = IndexMap::new();
+        for (name, spec) in &self.params {
+            let value = match (values.get(name), &spec.default) {
+                (Some(v), _) => spec.check_value(name, v)?,
+                (None, Some(d)) => d.clone(),
+                (None, None) if spec.kind == ParamKind::Seed => {
+                    Value::Number(Number::from(spec.random_seed(rng)))
+                }
+                (None, None) if spec.required => {
+                    return Err(PatchError::Missing { name: name.clone() })
+                }
+                (None, None) => {
+                    // Keep what the workflow has; record it so the result is reproducible.
+                    let first = &spec.targets[0];
+                    if let Some(v) = workflow.input(&first.node, &first.input) {
+                        resolved.insert(name.clone(), v.clone());
+                    }
+                    continue;
+                }
+            };
+            for t in &spec.targets {
+                patched.set_input(&t.node, &t.input, value.clone())?;
+            }
+            resolved.insert(name.clone(), value);
+        }
+        Ok(Patched {
+            workflow: patched,
+            values: resolved,
+        })
+    }
+
+    /// Checks the manifest and its workflow against one server's `/object_info`: node classes
+    /// exist, inputs exist and take a value of the parameter's type, bounds fit the node's,
+    /// and every listed file (checkpoints, LoRAs, upscale models) is on the server.
+    pub fn check(&self, workflow: &Workflow, info: &ObjectInfo) -> Vec<CheckProblem> {
+        let mut problems = Vec::new();
+        let mut has_output = false;
+        for node_id in workflow.node_ids() {
+            let class = workflow.class_type(node_id).unwrap_or_default();
+            match info.get(class) {
+                None => problems.push(CheckProblem {
+                    node_id: Some(node_id.to_string()),
+                    param: None,
+                    message: format!(
+                        "node {node_id}: class {class} is not installed on this server (a custom node pack may be missing)"
+                    ),
+                }),
+                Some(n) => has_output |= n.output_node,
+            }
+        }
+        if !has_output && problems.is_empty() {
+            problems.push(CheckProblem {
+                node_id: None,
+                param: None,
+                message: "the workflow has no output node (SaveImage, PreviewImage, …), so ComfyUI would run nothing".into(),
+            });
+        }
+        // Literal values the manifest does not override must fit the server as they are.
+        let overridden = |node: &str, input: &str| {
+            self.params.values().any(|p| {
+                p.targets.iter().any(|t| t.node == node && t.input == input)
+                    && (p.default.is_some() || p.kind == ParamKind::Seed || p.required)
+            })
+        };
+        for (node_id, input, value) in workflow.literals() {
+            if overridden(node_id, input) {
+                continue;
+            }
+            let class = workflow.class_type(node_id).unwrap_or_default();
+            let Some(kind) = info.get(class).and_then(|n| n.input(input)) else {
+                continue;
+            };
+            if let Some(msg) = literal_problem(&kind, value) {
+                problems.push(CheckProblem {
+                    node_id: Some(node_id.to_string()),
+                    param: None,
+                    message: format!("node {node_id} ({class}) input {input}: {msg}"),
+                });
+            }
+        }
+        for (name, spec) in &self.params {
+            for t in &spec.targets {
+                let class = workflow.class_type(&t.node).unwrap_or_default();
+                let Some(node) = info.get(class) else {
+                    continue; // reported above
+                };
+                let problem = |message: String| CheckProblem {
+                    node_id: Some(t.node.clone()),
+                    param: Some(name.clone()),
+                    message: format!("node {} ({class}) input {}: {message}", t.node, t.input),
+                };
+                let Some(kind) = node.input(&t.input) else {
+                    let known: Vec<&str> = node.input_names().collect();
+                    problems.push(problem(format!(
+                        "no such input; {class} has {}",
+                        known.join(", ")
+                    )));
+                    continue;
+                };
+                problems.extend(param_problems(spec, &kind).into_iter().map(problem));
+            }
+        }
+        problems
+    }
+}
+
+fn num_f64(n: &Option<Number>) -> Option<f64> {
+    n.as_ref().and_then(Number::as_f64)
+}
+
+/// A literal value that the server would refuse.
+fn literal_problem(kind: &InputKind, value: &Value) -> Option<String> {
+    match kind {
+        InputKind::Combo { options, .. } if !options.is_empty() || value.is_string() => {
+            if options.iter().any(|o| values_equal(o, value)) {
+                None
+            } else {
+                Some(format!(
+                    "{} is not available on this server (it has {})",
+                    show(value),
+                    list_preview(options)
+                ))
+            }
+        }
+        InputKind::Int { min, max, .. } | InputKind::Float { min, max, .. } => {
+            let x = value.as_f64()?;
+            let (lo, hi) = (num_f64(min), num_f64(max));
+            if lo.is_some_and(|m| x < m) || hi.is_some_and(|m| x > m) {
+                Some(format!(
+                    "{} is outside the server's range {}..{}",
+                    show(value),
+                    lo.map(fmt_num).unwrap_or_default(),
+                    hi.map(fmt_num).unwrap_or_default()
+                ))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Whether a parameter's type and bounds fit the input it targets.
+fn param_problems(spec: &ParamSpec, kind: &InputKind) -> Vec<String> {
+    let mut out = Vec::new();
+    let type_ok = match (spec.kind, kind) {
+        (_, InputKind::Link(t)) => {
+            out.push(format!("takes a {t} link, not a value"));
+            return out;
+        }
+        (ParamKind::Int | ParamKind::Seed, InputKind::Int { .. }) => true,
+        (ParamKind::Int | ParamKind::Float, InputKind::Float { .. }) => true,
+        (ParamKind::String, InputKind::String { .. }) => true,
+        (ParamKind::Bool, InputKind::Boolean) => true,
+        (ParamKind::Image, InputKind::Combo { .. } | InputKind::String { .. }) => true,
+        (ParamKind::Choice, InputKind::Combo { .. } | InputKind::String { .. }) => true,
+        (ParamKind::Choice, InputKind::Int { .. } | InputKind::Float { .. }) => true,
+        _ => false,
+    };
+    if !type_ok {
+        out.push(format!(
+            "a {} parameter cannot feed a {} input",
+            spec.kind.name(),
+            kind.type_name()
+        ));
+        return out;
+    }
+    if let InputKind::Int { min, max, .. } | InputKind::Float { min, max, .. } = kind {
+        let (lo, hi) = (num_f64(min), num_f64(max));
+        if let (Some(node_lo), pmin) = (lo, spec.min) {
+            if pmin.is_none_or(|p| p < node_lo) && spec.kind != ParamKind::Seed {
+                out.push(format!(
+                    "the manifest allows values below the node's minimum {} (set \"min\")",
+                    fmt_num(node_lo)
+                ));
+            }
+        }
+        if let (Some(node_hi), pmax) = (hi, spec.max) {
+            if pmax.is_none_or(|p| p > node_hi) && spec.kind != ParamKind::Seed {
+                out.push(format!(
+                    "the manifest allows values above the node's maximum {} (set \"max\")",
+                    fmt_num(node_hi)
+                ));
+            }
+        }
+        let fits = |v: &Value| {
+            v.as_f64()
+                .is_some_and(|x| lo.is_none_or(|m| x >= m) && hi.is_none_or(|m| x <= m))
+        };
+        for c in spec.choices.iter().chain(&spec.default) {
+            if !fits(c) {
+                out.push(format!("{} is outside the node's range", show(c)));
+            }
+        }
+    }
+    if let InputKind::Combo { options, .. } = kind {
+        // Image names are uploads made at run time; everything else must exist now.
+        if spec.kind != ParamKind::Image {
+            for c in spec.choices.iter().chain(&spec.default) {
+                if !options.iter().any(|o| values_equal(o, c)) {
+                    out.push(format!(
+                        "{} is not available on this server (it has {})",
+                        show(c),
+                        list_preview(options)
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use serde_json::json;
+
+    fn workflow() -> Workflow {
+        Workflow::from_value(json!({
+            "3": {"class_type": "KSampler", "inputs": {"seed": 1, "steps": 20, "cfg": 7.0, "model": ["4", 0], "sampler_name": "euler"}},
+            "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "a.safetensors"}},
+            "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "old", "clip": ["4", 1]}},
+            "9": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "x"}}
+        }))
+        .unwrap()
+    }
+
+    fn manifest() -> Manifest {
+        Manifest::from_json(
+            r#"{"kind": "txt2img", "params": {
+                "prompt": {"type": "string", "node": 6, "input": "text", "required": true, "max_length": 10},
+                "seed": {"type": "seed", "node": "3", "input": "seed"},
+                "steps": {"type": "int", "node": "3", "input": "steps", "default": 20, "min": 1, "max": 50},
+                "cfg": {"type": "float", "node": "3", "input": "cfg", "min": 1, "max": 20},
+                "sampler": {"type": "choice", "node": "3", "input": "sampler_name", "choices": ["euler", "ddim"]}
+            }}"#,
+            &workflow(),
+        )
+        .unwrap()
+    }
+
+    fn values(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn applies_values_defaults_and_random_seed() {
+        let m = manifest();
+        assert_eq!(m.kind, WorkflowKind::Txt2img);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let p = m
+            .apply(&workflow(), &values(json!({"prompt": "a cat", "steps": 30})), &mut rng)
+            .unwrap();
+        assert_eq!(p.workflow.input("6", "text"), Some(&json!("a cat")));
+        assert_eq!(p.workflow.input("3", "steps"), Some(&json!(30)));
+        let seed = p.values["seed"].as_u64().unwrap();
+        assert_eq!(p.workflow.input("3", "seed"), Some(&json!(seed)));
+        // cfg has no default: the workflow's value is kept and recorded.
+        assert_eq!(p.values["cfg"], json!(7.0));
+        let p2 = m
+            .apply(&workflow(), &values(json!({"prompt": "a cat", "seed": 5})), &mut rng)
+            .unwrap();
+        assert_eq!(p2.workflow.input("3", "seed"), Some(&json!(5)));
+        assert_eq!(p2.values["steps"], json!(20));
+    }
+
+    #[test]
+    fn refuses_bad_values_with_specific_messages() {
+        let m = manifest();
+        let w = workflow();
+        let mut rng = rand::thread_rng();
+        let mut err = |v: Value| m.apply(&w, &values(v), &mut rng).unwrap_err().to_string();
+        assert_eq!(
+            err(json!({"prompt": "x", "steps": 80})),
+            "steps must be between 1 and 50; got 80"
+        );
+        assert_eq!(err(json!({"steps": 8})), "prompt is required");
+        assert_eq!(
+            err(json!({"prompt": "x", "steps": "ten"})),
+            "steps must be a whole number; got 'ten'"
+        );
+        assert_eq!(
+            err(json!({"prompt": "x", "sampler": "dpm"})),
+            "sampler must be one of 'euler', 'ddim'; got 'dpm'"
+        );
+        assert_eq!(
+            err(json!({"prompt": "ééééééééééé"})),
+            "prompt is 11 characters long; the limit is 10"
+        );
+        assert!(err(json!({"prompt": "x", "bogus": 1})).starts_with("unknown parameter bogus"));
+        assert_eq!(
+            err(json!({"prompt": "x", "seed": -1})),
+            "seed must be a whole number from 0; got -1"
+        );
+    }
+
+    #[test]
+    fn manifest_errors_name_the_parameter() {
+        let w = workflow();
+        let e = |s: &str| Manifest::from_json(s, &w).unwrap_err().to_string();
+        assert!(e(r#"{"params": {"x": {"type": "int", "node": "77", "input": "a"}}}"#)
+            .contains("node 77 does not exist"));
+        assert!(e(r#"{"params": {"x": {"type": "int", "node": "3", "input": "model"}}}"#)
+            .contains("connected to node 4"));
+        assert!(e(r#"{"params": {"Bad Name": {"type": "int", "node": "3", "input": "steps"}}}"#)
+            .contains("a-z"));
+        assert!(e(r#"{"params": {"x": {"type": "int", "node": "3", "input": "steps", "default": 99, "max": 50}}}"#)
+            .contains("default does not fit"));
+        assert!(e(r#"{"params": {"x": {"type": "int"}}}"#).contains("targets"));
+        assert!(e(r#"{"params": {"x": {"type": "vector", "node": "3", "input": "steps"}}}"#)
+            .contains("not valid"));
+        assert!(e(r#"{"params": {"a": {"type": "int", "node": "3", "input": "steps"}, "b": {"type": "int", "node": "3", "input": "steps"}}}"#)
+            .contains("already set by parameter a"));
+    }
+
+    #[test]
+    fn check_against_object_info() {
+        let info: ObjectInfo = serde_json::from_value(json!({
+            "KSampler": {"input": {"required": {
+                "model": ["MODEL"], "seed": ["INT", {"min": 0, "max": 18446744073709551615u64}],
+                "steps": ["INT", {"default": 20, "min": 1, "max": 10000}],
+                "cfg": ["FLOAT", {"min": 0.0, "max": 100.0}],
+                "sampler_name": [["euler", "dpmpp_2m"], {}]}}, "output_node": false},
+            "CheckpointLoaderSimple": {"input": {"required": {"ckpt_name": [["b.safetensors"], {}]}}},
+            "SaveImage": {"input": {"required": {"images": ["IMAGE"], "filename_prefix": ["STRING", {}]}}, "output_node": true}
+        }))
+        .unwrap();
+        let problems: Vec<String> = manifest()
+            .check(&workflow(), &info)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            problems,
+            vec![
+                "node 6: class CLIPTextEncode is not installed on this server (a custom node pack may be missing)",
+                "node 4 (CheckpointLoaderSimple) input ckpt_name: 'a.safetensors' is not available on this server (it has 'b.safetensors')",
+                "parameter sampler: node 3 (KSampler) input sampler_name: 'ddim' is not available on this server (it has 'euler', 'dpmpp_2m')",
+            ]
+        );
+    }
+}

@@ -1,0 +1,1 @@
+//! Generators (ComfyUI, Cosmos), scheduler and journal. Filled in by issue 4.

@@ -1,0 +1,1 @@
+//! Progress tracking, rendering and throttled sinks. Filled in by issue 3.

@@ -1,0 +1,1 @@
+//! Request validation (no IO, no async). Filled in by issue 3.
