@@ -1,1 +1,6 @@
+//! comfycord's binary crate: configuration, the CLI and (later) the Discord front-end.
+//! Only this crate reads config and env, touches Discord, and owns shutdown.
 
+pub mod check;
+pub mod config;
+pub mod serve;

@@ -20,12 +20,21 @@ fn snippet(body: &str) -> String {
     s
 }
 
+/// reqwest's own message hides the cause ("connection refused"); show the innermost one.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
 /// Everything that can go wrong talking to one ComfyUI server.
 #[derive(Debug, thiserror::Error)]
 pub enum ComfyError {
     #[error("invalid ComfyUI URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
-    #[error("could not connect to ComfyUI for {endpoint}: {source}")]
+    #[error("could not connect to ComfyUI for {endpoint}: {}", root_cause(source))]
     Connect {
         endpoint: String,
         #[source]

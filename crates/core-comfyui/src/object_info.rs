@@ -1,7 +1,7 @@
 //! `GET /object_info`: which node classes a server has and what their inputs accept.
 
 use indexmap::IndexMap;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Number, Value};
 
 /// All node classes of one server, by class name.
@@ -9,29 +9,38 @@ pub type ObjectInfo = IndexMap<String, NodeInfo>;
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 pub struct NodeInputs {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub required: IndexMap<String, Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub optional: IndexMap<String, Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub hidden: IndexMap<String, Value>,
+}
+
+/// Real servers send `null` for some of these (e.g. `display_name` of V3 nodes).
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// One node class. Input specs stay untyped JSON (V3 nodes vary); [`NodeInfo::input`] parses them.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 pub struct NodeInfo {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub input: NodeInputs,
     /// Output types; combo outputs are lists, hence `Value`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub output: Vec<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub output_node: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub display_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub category: String,
 }
 

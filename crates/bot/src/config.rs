@@ -1,0 +1,326 @@
+//! Configuration, read once at startup: `config.json` under environment variables.
+//!
+//! - `COMFYCORD_<KEY>__<NESTED>` sets any key (`COMFYCORD_COMFYUI__REQUEST_TIMEOUT_SECS=60`).
+//! - `DISCORD_TOKEN` sets `discord.token`.
+//! - `COMFYUI_URL` replaces the backend list with one backend named `default`.
+//!
+//! Every value is checked here; an error names the key, the value and what is allowed.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use core_comfyui::ClientConfig;
+use figment::providers::{Env, Format, Json, Serialized};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Environment prefix for nested keys; `__` separates levels.
+pub const ENV_PREFIX: &str = "COMFYCORD_";
+pub const DEFAULT_CONFIG_PATH: &str = "config.json";
+const MAX_BACKEND_NAME_CHARS: usize = 32;
+
+/// The whole configuration.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub discord: DiscordConfig,
+    /// ComfyUI servers jobs can run on.
+    #[serde(default)]
+    pub backends: Vec<BackendConfig>,
+    /// Folder of `NAME.json` + `NAME.manifest.json` pairs, relative to the working directory.
+    #[serde(default = "default_workflows_dir")]
+    pub workflows_dir: PathBuf,
+    /// Timeouts and limits for talking to ComfyUI.
+    #[serde(default)]
+    pub comfyui: ComfyTuning,
+}
+
+/// Discord settings. The token is a secret: it never appears in `Debug` output or logs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordConfig {
+    #[serde(default)]
+    pub token: Option<SecretString>,
+}
+
+/// One ComfyUI server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Short name shown in `/status` and logs.
+    pub name: String,
+    /// Base URL, e.g. `http://127.0.0.1:8188` (a reverse-proxy path prefix is kept).
+    pub url: String,
+}
+
+/// Client tuning shared by every backend.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComfyTuning {
+    pub request_timeout_secs: u64,
+    pub connect_timeout_secs: u64,
+    /// Largest output file downloaded from ComfyUI.
+    pub max_download_mib: u64,
+    /// Largest WebSocket message accepted (previews of SaveImageWebsocket can be big).
+    pub max_ws_message_mib: u64,
+    pub reconnect_max_delay_secs: u64,
+    /// Jobs waiting on a server unreachable this long end as lost.
+    pub give_up_after_secs: u64,
+}
+
+impl Default for ComfyTuning {
+    fn default() -> Self {
+        ComfyTuning {
+            request_timeout_secs: 30,
+            connect_timeout_secs: 5,
+            max_download_mib: 512,
+            max_ws_message_mib: 64,
+            reconnect_max_delay_secs: 30,
+            give_up_after_secs: 600,
+        }
+    }
+}
+
+fn default_workflows_dir() -> PathBuf {
+    PathBuf::from("workflows")
+}
+
+/// A configuration that cannot be used. Each line names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+    #[error("invalid configuration:\n{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+}
+
+/// A secret-free summary for logs.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backends: Vec<String> = self
+            .backends
+            .iter()
+            .map(|b| format!("{}={}", b.name, b.url))
+            .collect();
+        write!(
+            f,
+            "backends [{}], workflows {}, discord token {}",
+            backends.join(", "),
+            self.workflows_dir.display(),
+            if self.discord.token.is_some() { "set" } else { "not set" }
+        )
+    }
+}
+
+impl Config {
+    /// Reads `path` (optional when absent and `path` is the default) and the environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_from(path, &|k| std::env::var(k).ok())
+    }
+
+    /// Like [`Config::load`] with a custom environment (tests).
+    pub fn load_from(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let explicit = path != Path::new(DEFAULT_CONFIG_PATH);
+        if !path.exists() && explicit {
+            return Err(ConfigError::File {
+                path: path.to_path_buf(),
+                reason: "no such file".into(),
+            });
+        }
+        let mut figment = Figment::new()
+            .merge(Json::file(path))
+            .merge(Env::prefixed(ENV_PREFIX).split("__"));
+        if let Some(token) = env("DISCORD_TOKEN").filter(|t| !t.trim().is_empty()) {
+            figment = figment.merge(Serialized::default("discord.token", token.trim()));
+        }
+        if let Some(url) = env("COMFYUI_URL").filter(|u| !u.trim().is_empty()) {
+            figment = figment.merge(Serialized::default(
+                "backends",
+                vec![serde_json::json!({"name": "default", "url": url.trim()})],
+            ));
+        }
+        let config: Config = figment.extract().map_err(|e| {
+            ConfigError::Invalid(e.into_iter().map(|e| describe_figment_error(&e)).collect())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.backends.is_empty() {
+            problems.push(
+                "config key `backends`: the list is empty; add at least one ComfyUI server \
+                 ({\"name\": \"local\", \"url\": \"http://127.0.0.1:8188\"}) or set COMFYUI_URL"
+                    .to_string(),
+            );
+        }
+        for (i, b) in self.backends.iter().enumerate() {
+            let name_ok = (1..=MAX_BACKEND_NAME_CHARS).contains(&b.name.chars().count())
+                && b.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !name_ok {
+                problems.push(format!(
+                    "config key `backends[{i}].name`: {:?} is not allowed; use 1–{MAX_BACKEND_NAME_CHARS} letters, digits, - or _",
+                    b.name
+                ));
+            }
+            if self.backends[..i].iter().any(|o| o.name == b.name) {
+                problems.push(format!(
+                    "config key `backends[{i}].name`: {:?} is used twice; backend names must be unique",
+                    b.name
+                ));
+            }
+            if let Err(e) = ClientConfig::new(&b.url) {
+                problems.push(format!("config key `backends[{i}].url`: {e}"));
+            }
+        }
+        let t = &self.comfyui;
+        for (key, value) in [
+            ("request_timeout_secs", t.request_timeout_secs),
+            ("connect_timeout_secs", t.connect_timeout_secs),
+            ("max_download_mib", t.max_download_mib),
+            ("max_ws_message_mib", t.max_ws_message_mib),
+            ("reconnect_max_delay_secs", t.reconnect_max_delay_secs),
+            ("give_up_after_secs", t.give_up_after_secs),
+        ] {
+            if value == 0 {
+                problems.push(format!("config key `comfyui.{key}`: 0 is not allowed; use a positive number"));
+            }
+        }
+        if t.max_ws_message_mib > 1024 {
+            problems.push(format!(
+                "config key `comfyui.max_ws_message_mib`: {} is not allowed; the most is 1024",
+                t.max_ws_message_mib
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// The client settings for one backend.
+    pub fn client_config(&self, backend: &BackendConfig) -> ClientConfig {
+        // Validated in `load`, so the URL parses.
+        let mut c = ClientConfig::new(&backend.url).unwrap_or_else(|_| unreachable!("validated"));
+        let t = &self.comfyui;
+        c.request_timeout = Duration::from_secs(t.request_timeout_secs);
+        c.connect_timeout = Duration::from_secs(t.connect_timeout_secs);
+        c.max_download_bytes = t.max_download_mib * 1024 * 1024;
+        c.max_ws_message_bytes = (t.max_ws_message_mib * 1024 * 1024) as usize;
+        c.reconnect_max_delay = Duration::from_secs(t.reconnect_max_delay_secs);
+        c.give_up_after = Duration::from_secs(t.give_up_after_secs);
+        c
+    }
+}
+
+/// "config key `a.b` (from config.json): invalid type: found string \"x\", expected u64".
+fn describe_figment_error(e: &figment::Error) -> String {
+    let key = e.path.join(".");
+    let source = e
+        .metadata
+        .as_ref()
+        .map(|m| format!(" (from {})", m.name))
+        .unwrap_or_default();
+    let what = match &e.kind {
+        figment::error::Kind::UnknownField(field, expected) => format!(
+            "unknown key `{field}`; known keys here: {}",
+            expected.join(", ")
+        ),
+        other => other.to_string(),
+    };
+    if key.is_empty() {
+        format!("config{source}: {what}")
+    } else {
+        format!("config key `{key}`{source}: {what}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    /// Runs inside a figment Jail: a temp working directory and a lock shared by every test
+    /// that touches the process environment, so parallel tests cannot see each other's vars.
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let mut out = Err(String::new());
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.json", text)?;
+            let env: HashMap<String, String> =
+                env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            out = Config::load_from(Path::new("c.json"), &|k| env.get(k).cloned()).map_err(|e| e.to_string());
+            Ok(())
+        });
+        out
+    }
+
+    #[test]
+    fn reads_file_and_defaults() {
+        let c = load(r#"{"backends": [{"name": "gpu1", "url": "http://10.0.0.5:8188"}]}"#, &[]).unwrap();
+        assert_eq!(c.backends[0].name, "gpu1");
+        assert_eq!(c.workflows_dir, PathBuf::from("workflows"));
+        assert_eq!(c.comfyui.request_timeout_secs, 30);
+        assert!(c.discord.token.is_none());
+        assert_eq!(c.client_config(&c.backends[0]).request_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn plain_env_overrides_and_secret_stays_hidden() {
+        let c = load(
+            r#"{"backends": [{"name": "a", "url": "http://a:1"}, {"name": "b", "url": "http://b:1"}]}"#,
+            &[("COMFYUI_URL", "http://127.0.0.1:9999"), ("DISCORD_TOKEN", "tok.en.secret")],
+        )
+        .unwrap();
+        assert_eq!(c.backends.len(), 1);
+        assert_eq!(c.backends[0].url, "http://127.0.0.1:9999");
+        assert_eq!(c.discord.token.as_ref().unwrap().expose_secret(), "tok.en.secret");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("tok.en.secret"), "{debug}");
+        assert!(!c.to_string().contains("tok.en.secret"));
+    }
+
+    #[test]
+    fn nested_env_keys() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("config.json", r#"{"backends": [{"name": "a", "url": "http://a:1"}]}"#)?;
+            jail.set_env("COMFYCORD_COMFYUI__REQUEST_TIMEOUT_SECS", "90");
+            jail.set_env("COMFYCORD_WORKFLOWS_DIR", "/srv/flows");
+            let c = Config::load_from(Path::new(DEFAULT_CONFIG_PATH), &|_| None).map_err(|e| e.to_string())?;
+            assert_eq!(c.comfyui.request_timeout_secs, 90);
+            assert_eq!(c.workflows_dir, PathBuf::from("/srv/flows"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_key_value_and_rule() {
+        let e = load(r#"{"backends": [{"name": "a", "url": "ftp://x"}]}"#, &[]).unwrap_err();
+        assert!(e.contains("`backends[0].url`") && e.contains("ftp://x") && e.contains("http://"), "{e}");
+        let e = load(r#"{"backends": []}"#, &[]).unwrap_err();
+        assert!(e.contains("`backends`") && e.contains("COMFYUI_URL"), "{e}");
+        let e = load(
+            r#"{"backends": [{"name": "a", "url": "http://a"}], "comfyui": {"request_timeout_secs": "soon"}}"#,
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("`comfyui.request_timeout_secs`") && e.contains("soon"), "{e}");
+        let e = load(r#"{"backends": [{"name": "a", "url": "http://a"}], "colour": 1}"#, &[]).unwrap_err();
+        assert!(e.contains("unknown key `colour`"), "{e}");
+        let e = load(
+            r#"{"backends": [{"name": "a", "url": "http://a"}, {"name": "a", "url": "http://b"}], "comfyui": {"connect_timeout_secs": 0}}"#,
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("used twice") && e.contains("`comfyui.connect_timeout_secs`: 0"), "{e}");
+        let missing = Config::load_from(Path::new("/nonexistent/c.json"), &|_| None).unwrap_err();
+        assert!(missing.to_string().contains("no such file"));
+    }
+}
