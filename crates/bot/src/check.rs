@@ -37,7 +37,15 @@ impl CheckReport {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "workflows: {}", if self.workflows.is_empty() { "none loaded".into() } else { self.workflows.join(", ") });
+        let _ = writeln!(
+            out,
+            "workflows: {}",
+            if self.workflows.is_empty() {
+                "none loaded".into()
+            } else {
+                self.workflows.join(", ")
+            }
+        );
         for e in &self.catalog_errors {
             let _ = writeln!(out, "  ✗ {e}");
         }
@@ -59,7 +67,15 @@ impl CheckReport {
                 }
             }
         }
-        let _ = writeln!(out, "{}", if self.ok() { "check passed" } else { "check FAILED" });
+        let _ = writeln!(
+            out,
+            "{}",
+            if self.ok() {
+                "check passed"
+            } else {
+                "check FAILED"
+            }
+        );
         out
     }
 }
@@ -90,7 +106,12 @@ pub async fn run_check(config: &Config) -> CheckReport {
     }
 }
 
-async fn check_backend(client: &ComfyClient, catalog: &Catalog, name: &str, url: &str) -> BackendReport {
+async fn check_backend(
+    client: &ComfyClient,
+    catalog: &Catalog,
+    name: &str,
+    url: &str,
+) -> BackendReport {
     let unreachable = |e: String| BackendReport {
         name: name.to_string(),
         url: url.to_string(),

@@ -110,7 +110,11 @@ impl fmt::Display for Config {
             "backends [{}], workflows {}, discord token {}",
             backends.join(", "),
             self.workflows_dir.display(),
-            if self.discord.token.is_some() { "set" } else { "not set" }
+            if self.discord.token.is_some() {
+                "set"
+            } else {
+                "not set"
+            }
         )
     }
 }
@@ -122,7 +126,10 @@ impl Config {
     }
 
     /// Like [`Config::load`] with a custom environment (tests).
-    pub fn load_from(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn load_from(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let explicit = path != Path::new(DEFAULT_CONFIG_PATH);
         if !path.exists() && explicit {
             return Err(ConfigError::File {
@@ -189,7 +196,9 @@ impl Config {
             ("give_up_after_secs", t.give_up_after_secs),
         ] {
             if value == 0 {
-                problems.push(format!("config key `comfyui.{key}`: 0 is not allowed; use a positive number"));
+                problems.push(format!(
+                    "config key `comfyui.{key}`: 0 is not allowed; use a positive number"
+                ));
             }
         }
         if t.max_ws_message_mib > 1024 {
@@ -254,9 +263,12 @@ mod tests {
         let mut out = Err(String::new());
         figment::Jail::expect_with(|jail| {
             jail.create_file("c.json", text)?;
-            let env: HashMap<String, String> =
-                env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            out = Config::load_from(Path::new("c.json"), &|k| env.get(k).cloned()).map_err(|e| e.to_string());
+            let env: HashMap<String, String> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            out = Config::load_from(Path::new("c.json"), &|k| env.get(k).cloned())
+                .map_err(|e| e.to_string());
             Ok(())
         });
         out
@@ -264,12 +276,19 @@ mod tests {
 
     #[test]
     fn reads_file_and_defaults() {
-        let c = load(r#"{"backends": [{"name": "gpu1", "url": "http://10.0.0.5:8188"}]}"#, &[]).unwrap();
+        let c = load(
+            r#"{"backends": [{"name": "gpu1", "url": "http://10.0.0.5:8188"}]}"#,
+            &[],
+        )
+        .unwrap();
         assert_eq!(c.backends[0].name, "gpu1");
         assert_eq!(c.workflows_dir, PathBuf::from("workflows"));
         assert_eq!(c.comfyui.request_timeout_secs, 30);
         assert!(c.discord.token.is_none());
-        assert_eq!(c.client_config(&c.backends[0]).request_timeout, Duration::from_secs(30));
+        assert_eq!(
+            c.client_config(&c.backends[0]).request_timeout,
+            Duration::from_secs(30)
+        );
     }
 
     #[test]
@@ -281,7 +300,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.backends.len(), 1);
         assert_eq!(c.backends[0].url, "http://127.0.0.1:9999");
-        assert_eq!(c.discord.token.as_ref().unwrap().expose_secret(), "tok.en.secret");
+        assert_eq!(
+            c.discord.token.as_ref().unwrap().expose_secret(),
+            "tok.en.secret"
+        );
         let debug = format!("{c:?}");
         assert!(!debug.contains("tok.en.secret"), "{debug}");
         assert!(!c.to_string().contains("tok.en.secret"));
@@ -290,10 +312,14 @@ mod tests {
     #[test]
     fn nested_env_keys() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("config.json", r#"{"backends": [{"name": "a", "url": "http://a:1"}]}"#)?;
+            jail.create_file(
+                "config.json",
+                r#"{"backends": [{"name": "a", "url": "http://a:1"}]}"#,
+            )?;
             jail.set_env("COMFYCORD_COMFYUI__REQUEST_TIMEOUT_SECS", "90");
             jail.set_env("COMFYCORD_WORKFLOWS_DIR", "/srv/flows");
-            let c = Config::load_from(Path::new(DEFAULT_CONFIG_PATH), &|_| None).map_err(|e| e.to_string())?;
+            let c = Config::load_from(Path::new(DEFAULT_CONFIG_PATH), &|_| None)
+                .map_err(|e| e.to_string())?;
             assert_eq!(c.comfyui.request_timeout_secs, 90);
             assert_eq!(c.workflows_dir, PathBuf::from("/srv/flows"));
             Ok(())
@@ -303,7 +329,10 @@ mod tests {
     #[test]
     fn errors_name_key_value_and_rule() {
         let e = load(r#"{"backends": [{"name": "a", "url": "ftp://x"}]}"#, &[]).unwrap_err();
-        assert!(e.contains("`backends[0].url`") && e.contains("ftp://x") && e.contains("http://"), "{e}");
+        assert!(
+            e.contains("`backends[0].url`") && e.contains("ftp://x") && e.contains("http://"),
+            "{e}"
+        );
         let e = load(r#"{"backends": []}"#, &[]).unwrap_err();
         assert!(e.contains("`backends`") && e.contains("COMFYUI_URL"), "{e}");
         let e = load(
@@ -311,15 +340,25 @@ mod tests {
             &[],
         )
         .unwrap_err();
-        assert!(e.contains("`comfyui.request_timeout_secs`") && e.contains("soon"), "{e}");
-        let e = load(r#"{"backends": [{"name": "a", "url": "http://a"}], "colour": 1}"#, &[]).unwrap_err();
+        assert!(
+            e.contains("`comfyui.request_timeout_secs`") && e.contains("soon"),
+            "{e}"
+        );
+        let e = load(
+            r#"{"backends": [{"name": "a", "url": "http://a"}], "colour": 1}"#,
+            &[],
+        )
+        .unwrap_err();
         assert!(e.contains("unknown key `colour`"), "{e}");
         let e = load(
             r#"{"backends": [{"name": "a", "url": "http://a"}, {"name": "a", "url": "http://b"}], "comfyui": {"connect_timeout_secs": 0}}"#,
             &[],
         )
         .unwrap_err();
-        assert!(e.contains("used twice") && e.contains("`comfyui.connect_timeout_secs`: 0"), "{e}");
+        assert!(
+            e.contains("used twice") && e.contains("`comfyui.connect_timeout_secs`: 0"),
+            "{e}"
+        );
         let missing = Config::load_from(Path::new("/nonexistent/c.json"), &|_| None).unwrap_err();
         assert!(missing.to_string().contains("no such file"));
     }

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "comfycord", version, about = "Discord front-end for self-hosted ComfyUI")]
+#[command(
+    name = "comfycord",
+    version,
+    about = "Discord front-end for self-hosted ComfyUI"
+)]
 struct Cli {
     /// Config file (environment variables override it).
     #[arg(long, global = true, default_value = DEFAULT_CONFIG_PATH)]
@@ -26,7 +30,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let config = match Config::load(&cli.config) {
@@ -36,7 +42,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("comfycord: cannot start the async runtime: {e}");

@@ -31,7 +31,10 @@ pub async fn shutdown_signal() {
 }
 
 /// Runs until `shutdown` resolves.
-pub async fn serve(config: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let (catalog, errors) = Catalog::load_dir(&config.workflows_dir)
         .with_context(|| format!("loading workflows from {}", config.workflows_dir.display()))?;
     for e in &errors {
@@ -45,10 +48,16 @@ pub async fn serve(config: Config, shutdown: impl std::future::Future<Output = (
     let tracker = TaskTracker::new();
     let mut clients = Vec::new();
     for b in &config.backends {
-        let client = ComfyClient::new(config.client_config(b)).with_context(|| format!("backend {}", b.name))?;
+        let client = ComfyClient::new(config.client_config(b))
+            .with_context(|| format!("backend {}", b.name))?;
         client.start();
         // Report each backend's state and check the workflows against it whenever it connects.
-        let (name, c, catalog, cancel) = (b.name.clone(), client.clone(), catalog.clone(), cancel.clone());
+        let (name, c, catalog, cancel) = (
+            b.name.clone(),
+            client.clone(),
+            catalog.clone(),
+            cancel.clone(),
+        );
         tracker.spawn(async move {
             let mut state = c.connection_state();
             loop {

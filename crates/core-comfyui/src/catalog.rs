@@ -153,11 +153,12 @@ impl Catalog {
                 source,
             }
         })?;
-        let manifest =
-            Manifest::from_json(&manifest_text, &workflow).map_err(|source| CatalogError::Manifest {
+        let manifest = Manifest::from_json(&manifest_text, &workflow).map_err(|source| {
+            CatalogError::Manifest {
                 path: manifest_path.to_path_buf(),
                 source,
-            })?;
+            }
+        })?;
         Ok(WorkflowDef {
             name,
             manifest,
@@ -202,7 +203,8 @@ mod tests {
     use super::*;
 
     fn temp_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("comfycord-catalog-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("comfycord-catalog-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir

@@ -240,14 +240,22 @@ impl Http {
         idempotent: bool,
         pass: &[StatusCode],
     ) -> Result<Response, ComfyError> {
-        let attempts = if idempotent { self.config.retries + 1 } else { 1 };
+        let attempts = if idempotent {
+            self.config.retries + 1
+        } else {
+            1
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self.send_once(&method, endpoint, &url, &body, pass).await {
                 Ok(resp) => return Ok(resp),
                 Err(e) if attempt < attempts && e.is_transient() => {
-                    let delay = backoff(self.config.retry_base_delay, attempt, Duration::from_secs(5));
+                    let delay = backoff(
+                        self.config.retry_base_delay,
+                        attempt,
+                        Duration::from_secs(5),
+                    );
                     tracing::debug!(endpoint, attempt, ?delay, error = %e, "retrying ComfyUI request");
                     tokio::time::sleep(delay).await;
                 }
@@ -263,7 +271,11 @@ impl Http {
         self.decode(resp, path).await
     }
 
-    async fn decode<T: DeserializeOwned>(&self, resp: Response, endpoint: &str) -> Result<T, ComfyError> {
+    async fn decode<T: DeserializeOwned>(
+        &self,
+        resp: Response,
+        endpoint: &str,
+    ) -> Result<T, ComfyError> {
         let bytes = read_capped(resp, self.config.max_json_bytes, endpoint, self).await?;
         serde_json::from_slice(&bytes).map_err(|source| ComfyError::Decode {
             endpoint: endpoint.to_string(),
@@ -274,10 +286,22 @@ impl Http {
     }
 
     /// POST whose reply body is empty (ComfyUI's action endpoints).
-    pub(crate) async fn post_action(&self, path: &str, body: Value, idempotent: bool) -> Result<(), ComfyError> {
-        self.send(Method::POST, path, self.url(path), Body::Json(body), idempotent, &[])
-            .await
-            .map(drop)
+    pub(crate) async fn post_action(
+        &self,
+        path: &str,
+        body: Value,
+        idempotent: bool,
+    ) -> Result<(), ComfyError> {
+        self.send(
+            Method::POST,
+            path,
+            self.url(path),
+            Body::Json(body),
+            idempotent,
+            &[],
+        )
+        .await
+        .map(drop)
     }
 
     pub async fn history(&self, prompt_id: &str) -> Result<Option<HistoryEntry>, ComfyError> {
@@ -311,7 +335,12 @@ pub(crate) fn backoff(base: Duration, attempt: u32, cap: Duration) -> Duration {
 }
 
 /// Reads a body, refusing more than `limit` bytes (checked against Content-Length first).
-async fn read_capped(resp: Response, limit: usize, endpoint: &str, http: &Http) -> Result<Bytes, ComfyError> {
+async fn read_capped(
+    resp: Response,
+    limit: usize,
+    endpoint: &str,
+    http: &Http,
+) -> Result<Bytes, ComfyError> {
     let too_large = || ComfyError::TooLarge {
         what: format!("the answer to {endpoint}"),
         limit: limit as u64,
@@ -371,7 +400,10 @@ impl ComfyClient {
     }
 
     /// Same as [`ComfyClient::new`] but shares an existing reqwest client (and its pool).
-    pub fn with_http_client(config: ClientConfig, client: reqwest::Client) -> Result<ComfyClient, ComfyError> {
+    pub fn with_http_client(
+        config: ClientConfig,
+        client: reqwest::Client,
+    ) -> Result<ComfyClient, ComfyError> {
         let client_id = config
             .client_id
             .clone()
@@ -467,12 +499,19 @@ impl ComfyClient {
     /// Queues a workflow and returns the job, whose events are routed to it alone. The
     /// WebSocket is open and the job subscribed before the prompt is posted, so no event is
     /// missed however fast the server is.
-    pub async fn submit(&self, workflow: &Workflow, options: PromptOptions) -> Result<Job, ComfyError> {
+    pub async fn submit(
+        &self,
+        workflow: &Workflow,
+        options: PromptOptions,
+    ) -> Result<Job, ComfyError> {
         self.wait_connected().await?;
         let shared = self.shared().clone();
         let prompt_id = uuid::Uuid::new_v4().to_string();
         let subscription = shared.router.subscribe(&prompt_id);
-        match self.post_prompt(workflow.as_map(), &prompt_id, &options).await {
+        match self
+            .post_prompt(workflow.as_map(), &prompt_id, &options)
+            .await
+        {
             Ok((server_id, number, warnings)) => {
                 // Servers that ignore a client-chosen id pick their own; follow theirs.
                 let prompt_id = if server_id != prompt_id {
@@ -484,7 +523,9 @@ impl ComfyClient {
                 let needs_check = shared.router.mark_posted(&prompt_id, subscription.epoch);
                 if needs_check {
                     // The socket dropped while we were posting: the end may have been missed.
-                    shared.tracker.spawn(ws::reconcile(shared.clone(), Some(prompt_id.clone())));
+                    shared
+                        .tracker
+                        .spawn(ws::reconcile(shared.clone(), Some(prompt_id.clone())));
                 }
                 Ok(Job::new(prompt_id, number, warnings, subscription, shared))
             }
@@ -515,7 +556,14 @@ impl ComfyClient {
             body["front"] = Value::Bool(true);
         }
         let resp = http
-            .send(Method::POST, "prompt", http.url("prompt"), Body::Json(body), false, &[StatusCode::BAD_REQUEST])
+            .send(
+                Method::POST,
+                "prompt",
+                http.url("prompt"),
+                Body::Json(body),
+                false,
+                &[StatusCode::BAD_REQUEST],
+            )
             .await?;
         if resp.status() == StatusCode::BAD_REQUEST {
             let raw: Value = http.decode(resp, "prompt").await?;
@@ -535,7 +583,10 @@ impl ComfyClient {
     }
 
     /// The last `max_items` history entries, oldest first.
-    pub async fn recent_history(&self, max_items: u32) -> Result<indexmap::IndexMap<String, HistoryEntry>, ComfyError> {
+    pub async fn recent_history(
+        &self,
+        max_items: u32,
+    ) -> Result<indexmap::IndexMap<String, HistoryEntry>, ComfyError> {
         self.shared()
             .http
             .get_json(&format!("history?max_items={max_items}"))
@@ -570,7 +621,10 @@ impl ComfyClient {
             Some(id) => json!({ "prompt_id": id }),
             None => json!({}),
         };
-        self.shared().http.post_action("interrupt", body, true).await
+        self.shared()
+            .http
+            .post_action("interrupt", body, true)
+            .await
     }
 
     /// Cancels a prompt in any state: pending → deleted (its job ends as cancelled), running →
@@ -613,7 +667,14 @@ impl ComfyClient {
     pub async fn upload(&self, upload: UploadRequest) -> Result<FileRef, ComfyError> {
         let http = &self.shared().http;
         let resp = http
-            .send(Method::POST, "upload/image", http.url("upload/image"), Body::Upload(upload), true, &[])
+            .send(
+                Method::POST,
+                "upload/image",
+                http.url("upload/image"),
+                Body::Upload(upload),
+                true,
+                &[],
+            )
             .await?;
         http.decode(resp, "upload/image").await
     }
@@ -630,7 +691,9 @@ impl ComfyClient {
     async fn view_response(&self, file: &FileRef) -> Result<Response, ComfyError> {
         let http = &self.shared().http;
         let url = self.view_url(file);
-        let resp = http.send(Method::GET, "view", url, Body::None, true, &[]).await?;
+        let resp = http
+            .send(Method::GET, "view", url, Body::None, true, &[])
+            .await?;
         Ok(resp)
     }
 
@@ -675,10 +738,12 @@ impl ComfyClient {
             if written > limit {
                 return Err(too_large());
             }
-            out.write_all(&chunk).await.map_err(|source| ComfyError::Io {
-                context: format!("saving {}", file.filename),
-                source,
-            })?;
+            out.write_all(&chunk)
+                .await
+                .map_err(|source| ComfyError::Io {
+                    context: format!("saving {}", file.filename),
+                    source,
+                })?;
         }
         out.flush().await.map_err(|source| ComfyError::Io {
             context: format!("saving {}", file.filename),
@@ -697,7 +762,10 @@ mod tests {
         let c = ClientConfig::new("http://127.0.0.1:8188").unwrap();
         assert_eq!(c.base_url.as_str(), "http://127.0.0.1:8188/");
         let c = ClientConfig::new("https://host/comfy").unwrap();
-        assert_eq!(c.base_url.join("prompt").unwrap().as_str(), "https://host/comfy/prompt");
+        assert_eq!(
+            c.base_url.join("prompt").unwrap().as_str(),
+            "https://host/comfy/prompt"
+        );
         for bad in ["ftp://x", "not a url", "http://h/?q=1", "ws://h"] {
             assert!(ClientConfig::new(bad).is_err(), "{bad}");
         }

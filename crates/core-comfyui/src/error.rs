@@ -54,7 +54,10 @@ pub enum ComfyError {
         status: u16,
         body: String,
     },
-    #[error("could not decode ComfyUI's answer to {endpoint} ({source}); body: {}", snippet(body))]
+    #[error(
+        "could not decode ComfyUI's answer to {endpoint} ({source}); body: {}",
+        snippet(body)
+    )]
     Decode {
         endpoint: String,
         body: String,
@@ -135,7 +138,11 @@ pub struct NodeProblem {
 
 impl fmt::Display for NodeProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "node {} ({}): {}", self.node_id, self.class_type, self.text)
+        write!(
+            f,
+            "node {} ({}): {}",
+            self.node_id, self.class_type, self.text
+        )
     }
 }
 
@@ -257,7 +264,11 @@ fn describe_input_error(e: &Value) -> (Option<String>, String, String) {
             None => format!("{name}: {details}"),
         },
         "invalid_input_type" => {
-            let wanted = message.rsplit(" a ").next().unwrap_or("").replace(" value", "");
+            let wanted = message
+                .rsplit(" a ")
+                .next()
+                .unwrap_or("")
+                .replace(" value", "");
             match received {
                 Some(v) => format!("{name} {v} is not a valid {wanted}"),
                 None => format!("{name}: {details}"),
@@ -300,13 +311,13 @@ mod tests {
     #[test]
     fn other_error_kinds() {
         let body = json!({"error": {"type": "x", "message": "m", "details": ""},
-          "node_errors": {"1": {"class_type": "EmptyImage", "errors": [
-            {"type": "value_bigger_than_max", "message": "Value 999999 bigger than max of 16384", "details": "width", "extra_info": {"input_name": "width", "received_value": 999999}},
-            {"type": "required_input_missing", "message": "Required input is missing", "details": "height", "extra_info": {"input_name": "height"}},
-            {"type": "invalid_input_type", "message": "Failed to convert an input value to a INT value", "details": "width, abc, invalid literal", "extra_info": {"input_name": "width", "received_value": "abc"}},
-            {"type": "value_not_in_list", "message": "Value not in list", "details": "ckpt_name: 'x' not in []", "extra_info": {"input_name": "ckpt_name", "received_value": "x"}},
-            {"type": "custom_validation_failed", "message": "Custom validation failed for node", "details": "image - Invalid image file: a.png", "extra_info": {}}
-          ]}}});
+        "node_errors": {"1": {"class_type": "EmptyImage", "errors": [
+          {"type": "value_bigger_than_max", "message": "Value 999999 bigger than max of 16384", "details": "width", "extra_info": {"input_name": "width", "received_value": 999999}},
+          {"type": "required_input_missing", "message": "Required input is missing", "details": "height", "extra_info": {"input_name": "height"}},
+          {"type": "invalid_input_type", "message": "Failed to convert an input value to a INT value", "details": "width, abc, invalid literal", "extra_info": {"input_name": "width", "received_value": "abc"}},
+          {"type": "value_not_in_list", "message": "Value not in list", "details": "ckpt_name: 'x' not in []", "extra_info": {"input_name": "ckpt_name", "received_value": "x"}},
+          {"type": "custom_validation_failed", "message": "Custom validation failed for node", "details": "image - Invalid image file: a.png", "extra_info": {}}
+        ]}}});
         let texts: Vec<String> = PromptRejection::from_body(body)
             .problems
             .into_iter()

@@ -279,9 +279,8 @@ impl ServerMessage {
             | ServerMessage::ProgressState { prompt_id, .. }
             | ServerMessage::Executed { prompt_id, .. }
             | ServerMessage::ExecutionSuccess { prompt_id } => Some(prompt_id),
-            ServerMessage::Executing { prompt_id, .. } | ServerMessage::Progress { prompt_id, .. } => {
-                prompt_id.as_deref()
-            }
+            ServerMessage::Executing { prompt_id, .. }
+            | ServerMessage::Progress { prompt_id, .. } => prompt_id.as_deref(),
             ServerMessage::ExecutionError(e) => Some(&e.prompt_id),
             ServerMessage::ExecutionInterrupted(i) => Some(&i.prompt_id),
             _ => None,
@@ -395,12 +394,13 @@ impl BinaryFrame {
             }
             PREVIEW_IMAGE_WITH_METADATA => {
                 let len = be_u32(&frame, 4, "metadata length")? as usize;
-                let end = 8usize.checked_add(len).filter(|&e| e <= frame.len()).ok_or(
-                    FrameError::Truncated {
+                let end = 8usize
+                    .checked_add(len)
+                    .filter(|&e| e <= frame.len())
+                    .ok_or(FrameError::Truncated {
                         len: frame.len(),
                         what: "metadata",
-                    },
-                )?;
+                    })?;
                 let meta: PreviewMeta =
                     serde_json::from_slice(&frame[8..end]).map_err(FrameError::Metadata)?;
                 Ok(BinaryFrame::PreviewWithMetadata {
@@ -411,12 +411,13 @@ impl BinaryFrame {
             }
             TEXT => {
                 let len = be_u32(&frame, 4, "node id length")? as usize;
-                let end = 8usize.checked_add(len).filter(|&e| e <= frame.len()).ok_or(
-                    FrameError::Truncated {
+                let end = 8usize
+                    .checked_add(len)
+                    .filter(|&e| e <= frame.len())
+                    .ok_or(FrameError::Truncated {
                         len: frame.len(),
                         what: "node id",
-                    },
-                )?;
+                    })?;
                 Ok(BinaryFrame::Text {
                     node_id: String::from_utf8_lossy(&frame[8..end]).into_owned(),
                     text: String::from_utf8_lossy(&frame[end..]).into_owned(),
@@ -444,7 +445,10 @@ mod tests {
                 sid: Some("abc".into())
             }
         );
-        let m = ServerMessage::decode(r#"{"type": "executing", "data": {"node": null, "prompt_id": "p"}}"#).unwrap();
+        let m = ServerMessage::decode(
+            r#"{"type": "executing", "data": {"node": null, "prompt_id": "p"}}"#,
+        )
+        .unwrap();
         assert_eq!(
             m,
             ServerMessage::Executing {
@@ -458,7 +462,8 @@ mod tests {
         assert_eq!(m.prompt_id(), None);
         let m = ServerMessage::decode(r#"{"type": "progress", "data": {"value": 0.5, "max": 2.0, "prompt_id": "p", "node": "2"}}"#).unwrap();
         assert!(matches!(m, ServerMessage::Progress { value, .. } if value == 0.5));
-        let m = ServerMessage::decode(r#"{"data": {"x": 1}, "type": "crystools.monitor"}"#).unwrap();
+        let m =
+            ServerMessage::decode(r#"{"data": {"x": 1}, "type": "crystools.monitor"}"#).unwrap();
         assert!(matches!(m, ServerMessage::Unknown { kind, .. } if kind == "crystools.monitor"));
     }
 
@@ -493,7 +498,11 @@ mod tests {
         f.extend_from_slice(meta);
         f.extend_from_slice(&[0x89, 0x50]);
         match BinaryFrame::decode(Bytes::from(f)).unwrap() {
-            BinaryFrame::PreviewWithMetadata { meta, format, image } => {
+            BinaryFrame::PreviewWithMetadata {
+                meta,
+                format,
+                image,
+            } => {
                 assert_eq!(meta.prompt_id.as_deref(), Some("p"));
                 assert_eq!(format, PreviewFormat::Png);
                 assert_eq!(&image[..], &[0x89, 0x50]);

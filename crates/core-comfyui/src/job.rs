@@ -24,7 +24,9 @@ pub enum JobEvent {
     /// The server began running it.
     Started,
     /// Nodes whose outputs are reused from the server's cache.
-    Cached { nodes: Vec<String> },
+    Cached {
+        nodes: Vec<String>,
+    },
     /// A node starts.
     Executing {
         node: String,
@@ -39,7 +41,10 @@ pub enum JobEvent {
     /// Snapshot of every started node.
     NodeStates(IndexMap<String, NodeProgress>),
     /// A node produced UI output (saved images, text, ...).
-    Executed { node: String, output: Map<String, Value> },
+    Executed {
+        node: String,
+        output: Map<String, Value>,
+    },
     /// A preview image while sampling.
     Preview {
         node: Option<String>,
@@ -47,7 +52,10 @@ pub enum JobEvent {
         image: Bytes,
     },
     /// Progress text a node sent.
-    Text { node: String, text: String },
+    Text {
+        node: String,
+        text: String,
+    },
     /// A node raised; the outcome follows.
     Failing {
         node: Option<String>,
@@ -156,22 +164,25 @@ pub enum Outcome {
     /// Deleted from the queue before it ran.
     Cancelled,
     /// The server lost it (restart) or we could not reach the server for too long.
-    Lost { reason: String },
+    Lost {
+        reason: String,
+    },
 }
 
 impl Outcome {
     /// Reads the outcome from a history entry.
     pub fn from_history(prompt_id: &str, entry: &HistoryEntry) -> Outcome {
         if let Some(data) = entry.message("execution_error") {
-            let mut info: ExecutionErrorInfo = serde_json::from_value(data.clone()).unwrap_or(ExecutionErrorInfo {
-                prompt_id: prompt_id.to_string(),
-                node_id: None,
-                node_type: None,
-                exception_type: String::new(),
-                exception_message: "ComfyUI reported an error it did not describe".into(),
-                traceback: Vec::new(),
-                executed: Vec::new(),
-            });
+            let mut info: ExecutionErrorInfo =
+                serde_json::from_value(data.clone()).unwrap_or(ExecutionErrorInfo {
+                    prompt_id: prompt_id.to_string(),
+                    node_id: None,
+                    node_type: None,
+                    exception_type: String::new(),
+                    exception_message: "ComfyUI reported an error it did not describe".into(),
+                    traceback: Vec::new(),
+                    executed: Vec::new(),
+                });
             info.prompt_id = prompt_id.to_string();
             return Outcome::Failed(Box::new(info));
         }
@@ -310,7 +321,9 @@ impl Job {
                     }
                 }
                 Outcome::Lost {
-                    reason: format!("the prompt finished but its result could not be read: {last_error}"),
+                    reason: format!(
+                        "the prompt finished but its result could not be read: {last_error}"
+                    ),
                 }
             }
         }
@@ -342,8 +355,14 @@ mod tests {
             "13": {"images": [{"filename": "anim.webp", "subfolder": "", "type": "output"}], "animated": [true]},
             "14": {"text": ["hello"]}
         }, "status": {"status_str": "success", "completed": true, "messages": []}}));
-        let Outcome::Success(out) = Outcome::from_history("p", &h) else { panic!() };
-        let kinds: Vec<(String, MediaKind)> = out.files.iter().map(|f| (f.file.filename.clone(), f.media)).collect();
+        let Outcome::Success(out) = Outcome::from_history("p", &h) else {
+            panic!()
+        };
+        let kinds: Vec<(String, MediaKind)> = out
+            .files
+            .iter()
+            .map(|f| (f.file.filename.clone(), f.media))
+            .collect();
         assert_eq!(
             kinds,
             vec![
@@ -359,9 +378,11 @@ mod tests {
 
     #[test]
     fn error_and_interrupt_outcomes() {
-        let h = entry(json!({"outputs": {}, "status": {"status_str": "error", "completed": false, "messages": [
+        let h = entry(
+            json!({"outputs": {}, "status": {"status_str": "error", "completed": false, "messages": [
             ["execution_start", {"prompt_id": "p"}],
-            ["execution_error", {"prompt_id": "p", "node_id": "2", "node_type": "TestSyncError", "exception_type": "RuntimeError", "exception_message": "boom\n", "traceback": [], "executed": ["1"]}]]}}));
+            ["execution_error", {"prompt_id": "p", "node_id": "2", "node_type": "TestSyncError", "exception_type": "RuntimeError", "exception_message": "boom\n", "traceback": [], "executed": ["1"]}]]}}),
+        );
         match Outcome::from_history("p", &h) {
             Outcome::Failed(e) => {
                 assert_eq!(e.node_type.as_deref(), Some("TestSyncError"));
@@ -369,8 +390,12 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let h = entry(json!({"outputs": {}, "status": {"status_str": "error", "completed": false, "messages": [
-            ["execution_interrupted", {"prompt_id": "p", "node_id": "2", "node_type": "TestSleep", "executed": []}]]}}));
-        assert!(matches!(Outcome::from_history("p", &h), Outcome::Interrupted(i) if i.node_id.as_deref() == Some("2")));
+        let h = entry(
+            json!({"outputs": {}, "status": {"status_str": "error", "completed": false, "messages": [
+            ["execution_interrupted", {"prompt_id": "p", "node_id": "2", "node_type": "TestSleep", "executed": []}]]}}),
+        );
+        assert!(
+            matches!(Outcome::from_history("p", &h), Outcome::Interrupted(i) if i.node_id.as_deref() == Some("2"))
+        );
     }
 }

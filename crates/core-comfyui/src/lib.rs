@@ -28,7 +28,9 @@ pub use client::{ClientConfig, ComfyClient, PromptOptions, UploadRequest};
 pub use error::{ComfyError, NodeProblem, PromptRejection};
 pub use events::{BinaryFrame, PreviewFormat, PreviewMeta, ServerMessage};
 pub use job::{Job, JobEvent, MediaKind, Outcome, OutputFile, Outputs};
-pub use manifest::{CheckProblem, Manifest, ParamKind, ParamSpec, Patched, PatchError, WorkflowKind};
+pub use manifest::{
+    CheckProblem, Manifest, ParamKind, ParamSpec, PatchError, Patched, WorkflowKind,
+};
 pub use object_info::{InputKind, NodeInfo, ObjectInfo};
 pub use types::{FileRef, FolderType, HistoryEntry, QueueItem, QueueSnapshot, SystemStats};
 pub use workflow::{Workflow, WorkflowError};

@@ -191,7 +191,11 @@ pub enum PatchError {
         got: String,
     },
     #[error("{name} is {got} characters long; the limit is {max}")]
-    TooLong { name: String, max: usize, got: usize },
+    TooLong {
+        name: String,
+        max: usize,
+        got: usize,
+    },
     #[error(transparent)]
     Workflow(#[from] WorkflowError),
 }
@@ -300,10 +304,14 @@ impl ParamSpec {
             ParamKind::Float => {
                 let x = value.as_f64().ok_or_else(|| wrong("a number"))?;
                 range(x)?;
-                Number::from_f64(x).map(Value::Number).ok_or_else(|| wrong("a finite number"))?
+                Number::from_f64(x)
+                    .map(Value::Number)
+                    .ok_or_else(|| wrong("a finite number"))?
             }
             ParamKind::Seed => {
-                let x = value.as_u64().ok_or_else(|| wrong("a whole number from 0"))?;
+                let x = value
+                    .as_u64()
+                    .ok_or_else(|| wrong("a whole number from 0"))?;
                 range(x as f64)?;
                 Value::Number(Number::from(x))
             }
@@ -394,7 +402,10 @@ impl Manifest {
             };
             for t in &targets {
                 if !workflow.contains(&t.node) {
-                    return Err(bad(format!("node {} does not exist in the workflow", t.node)));
+                    return Err(bad(format!(
+                        "node {} does not exist in the workflow",
+                        t.node
+                    )));
                 }
                 if let Some((src, _)) = workflow.input(&t.node, &t.input).and_then(as_link) {
                     return Err(bad(format!(
@@ -412,7 +423,11 @@ impl Manifest {
             }
             if let (Some(lo), Some(hi)) = (p.min, p.max) {
                 if lo > hi {
-                    return Err(bad(format!("min {} is above max {}", fmt_num(lo), fmt_num(hi))));
+                    return Err(bad(format!(
+                        "min {} is above max {}",
+                        fmt_num(lo),
+                        fmt_num(hi)
+                    )));
                 }
             }
             let spec = ParamSpec {
@@ -709,7 +724,11 @@ mod tests {
         assert_eq!(m.kind, WorkflowKind::Txt2img);
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let p = m
-            .apply(&workflow(), &values(json!({"prompt": "a cat", "steps": 30})), &mut rng)
+            .apply(
+                &workflow(),
+                &values(json!({"prompt": "a cat", "steps": 30})),
+                &mut rng,
+            )
             .unwrap();
         assert_eq!(p.workflow.input("6", "text"), Some(&json!("a cat")));
         assert_eq!(p.workflow.input("3", "steps"), Some(&json!(30)));
@@ -718,7 +737,11 @@ mod tests {
         // cfg has no default: the workflow's value is kept and recorded.
         assert_eq!(p.values["cfg"], json!(7.0));
         let p2 = m
-            .apply(&workflow(), &values(json!({"prompt": "a cat", "seed": 5})), &mut rng)
+            .apply(
+                &workflow(),
+                &values(json!({"prompt": "a cat", "seed": 5})),
+                &mut rng,
+            )
             .unwrap();
         assert_eq!(p2.workflow.input("3", "seed"), Some(&json!(5)));
         assert_eq!(p2.values["steps"], json!(20));
@@ -758,17 +781,25 @@ mod tests {
     fn manifest_errors_name_the_parameter() {
         let w = workflow();
         let e = |s: &str| Manifest::from_json(s, &w).unwrap_err().to_string();
-        assert!(e(r#"{"params": {"x": {"type": "int", "node": "77", "input": "a"}}}"#)
-            .contains("node 77 does not exist"));
-        assert!(e(r#"{"params": {"x": {"type": "int", "node": "3", "input": "model"}}}"#)
-            .contains("connected to node 4"));
-        assert!(e(r#"{"params": {"Bad Name": {"type": "int", "node": "3", "input": "steps"}}}"#)
-            .contains("a-z"));
+        assert!(
+            e(r#"{"params": {"x": {"type": "int", "node": "77", "input": "a"}}}"#)
+                .contains("node 77 does not exist")
+        );
+        assert!(
+            e(r#"{"params": {"x": {"type": "int", "node": "3", "input": "model"}}}"#)
+                .contains("connected to node 4")
+        );
+        assert!(
+            e(r#"{"params": {"Bad Name": {"type": "int", "node": "3", "input": "steps"}}}"#)
+                .contains("a-z")
+        );
         assert!(e(r#"{"params": {"x": {"type": "int", "node": "3", "input": "steps", "default": 99, "max": 50}}}"#)
             .contains("default does not fit"));
         assert!(e(r#"{"params": {"x": {"type": "int"}}}"#).contains("targets"));
-        assert!(e(r#"{"params": {"x": {"type": "vector", "node": "3", "input": "steps"}}}"#)
-            .contains("not valid"));
+        assert!(
+            e(r#"{"params": {"x": {"type": "vector", "node": "3", "input": "steps"}}}"#)
+                .contains("not valid")
+        );
         assert!(e(r#"{"params": {"a": {"type": "int", "node": "3", "input": "steps"}, "b": {"type": "int", "node": "3", "input": "steps"}}}"#)
             .contains("already set by parameter a"));
     }

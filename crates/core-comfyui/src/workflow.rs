@@ -160,7 +160,11 @@ impl Workflow {
 
     /// The node's title from `_meta.title`, when the export kept it.
     pub fn title(&self, node_id: &str) -> Option<&str> {
-        self.nodes.get(node_id)?.get("_meta")?.get("title")?.as_str()
+        self.nodes
+            .get(node_id)?
+            .get("_meta")?
+            .get("title")?
+            .as_str()
     }
 
     /// Sets a widget input. Refuses to overwrite a link, which would cut the graph.
@@ -296,12 +300,17 @@ mod tests {
     fn rejects_what_is_not_an_api_graph() {
         let ui = json!({"last_node_id": 9, "nodes": [], "links": [], "version": 0.4});
         assert_eq!(Workflow::from_value(ui), Err(WorkflowError::UiFormat));
-        assert!(WorkflowError::UiFormat.to_string().contains("Save (API Format)"));
+        assert!(WorkflowError::UiFormat
+            .to_string()
+            .contains("Save (API Format)"));
         assert!(matches!(
             Workflow::from_json("[1,2]"),
             Err(WorkflowError::NotAnObject { found: "an array" })
         ));
-        assert!(matches!(Workflow::from_json("{"), Err(WorkflowError::Json(_))));
+        assert!(matches!(
+            Workflow::from_json("{"),
+            Err(WorkflowError::Json(_))
+        ));
         assert_eq!(Workflow::from_json("{}"), Err(WorkflowError::Empty));
         assert!(matches!(
             Workflow::from_value(json!({"1": {"inputs": {}}})),

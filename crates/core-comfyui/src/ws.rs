@@ -28,7 +28,10 @@ pub enum ConnectionState {
     Idle,
     Connected,
     /// Between attempts; `attempts` counts failures since the last good connection.
-    Disconnected { attempts: u32, last_error: String },
+    Disconnected {
+        attempts: u32,
+        last_error: String,
+    },
     /// Shut down.
     Closed,
 }
@@ -71,7 +74,9 @@ pub(crate) struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router").field("buffer", &self.buffer).finish_non_exhaustive()
+        f.debug_struct("Router")
+            .field("buffer", &self.buffer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -138,7 +143,11 @@ impl Router {
         let mut st = self.lock();
         if let Some(s) = st.subscribers.remove(prompt_id) {
             if s.dropped_events > 0 {
-                tracing::debug!(prompt_id, dropped = s.dropped_events, "job read its events too slowly; some progress updates were skipped");
+                tracing::debug!(
+                    prompt_id,
+                    dropped = s.dropped_events,
+                    "job read its events too slowly; some progress updates were skipped"
+                );
             }
         }
         if st.current.as_deref() == Some(prompt_id) {
@@ -204,7 +213,9 @@ impl Router {
             id.map(str::to_string).or_else(|| st.current.clone())
         };
         match msg {
-            ServerMessage::Status { queue_remaining, .. } => st.queue_remaining = queue_remaining,
+            ServerMessage::Status {
+                queue_remaining, ..
+            } => st.queue_remaining = queue_remaining,
             ServerMessage::ExecutionStart { prompt_id } => {
                 st.current = Some(prompt_id.clone());
                 Self::deliver(&mut st, &prompt_id, JobEvent::Started);
@@ -230,7 +241,9 @@ impl Router {
                 node: Some(node),
                 display_node,
             } => {
-                let Some(id) = target(&st, prompt_id.as_deref()) else { return };
+                let Some(id) = target(&st, prompt_id.as_deref()) else {
+                    return;
+                };
                 st.current = Some(id.clone());
                 Self::deliver(&mut st, &id, JobEvent::Executing { node, display_node });
             }
@@ -240,7 +253,9 @@ impl Router {
                 value,
                 max,
             } => {
-                let Some(id) = target(&st, prompt_id.as_deref()) else { return };
+                let Some(id) = target(&st, prompt_id.as_deref()) else {
+                    return;
+                };
                 Self::deliver(&mut st, &id, JobEvent::Progress { node, value, max });
             }
             ServerMessage::ProgressState { prompt_id, nodes } => {
@@ -254,7 +269,14 @@ impl Router {
             } => Self::deliver(&mut st, &prompt_id, JobEvent::Executed { node, output }),
             ServerMessage::ExecutionError(e) => {
                 let id = e.prompt_id.clone();
-                Self::deliver(&mut st, &id, JobEvent::Failing { node: e.node_id.clone(), message: e.exception_message.clone() });
+                Self::deliver(
+                    &mut st,
+                    &id,
+                    JobEvent::Failing {
+                        node: e.node_id.clone(),
+                        message: e.exception_message.clone(),
+                    },
+                );
             }
             ServerMessage::ExecutionSuccess { .. }
             | ServerMessage::ExecutionInterrupted(_)
@@ -271,19 +293,46 @@ impl Router {
         match frame {
             BinaryFrame::Preview { format, image } => {
                 if let Some(id) = st.current.clone() {
-                    Self::deliver(&mut st, &id, JobEvent::Preview { node: None, format, image });
+                    Self::deliver(
+                        &mut st,
+                        &id,
+                        JobEvent::Preview {
+                            node: None,
+                            format,
+                            image,
+                        },
+                    );
                 }
             }
-            BinaryFrame::PreviewWithMetadata { meta, format, image } => {
+            BinaryFrame::PreviewWithMetadata {
+                meta,
+                format,
+                image,
+            } => {
                 let id = meta.prompt_id.clone().or_else(|| st.current.clone());
                 if let Some(id) = id {
                     let node = meta.display_node_id.or(meta.node_id);
-                    Self::deliver(&mut st, &id, JobEvent::Preview { node, format, image });
+                    Self::deliver(
+                        &mut st,
+                        &id,
+                        JobEvent::Preview {
+                            node,
+                            format,
+                            image,
+                        },
+                    );
                 }
             }
             BinaryFrame::Text { node_id, text } => {
                 if let Some(id) = st.current.clone() {
-                    Self::deliver(&mut st, &id, JobEvent::Text { node: node_id, text });
+                    Self::deliver(
+                        &mut st,
+                        &id,
+                        JobEvent::Text {
+                            node: node_id,
+                            text,
+                        },
+                    );
                 }
             }
             BinaryFrame::Unknown { event_type, .. } => {
@@ -298,11 +347,13 @@ fn ws_url(shared: &Shared) -> url::Url {
     let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
     // http→ws and https→wss are always allowed by the url crate.
     let _ = url.set_scheme(scheme);
-    url.query_pairs_mut().append_pair("clientId", &shared.client_id);
+    url.query_pairs_mut()
+        .append_pair("clientId", &shared.client_id);
     url
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open(shared: &Shared) -> Result<Socket, String> {
     let cfg = &shared.http.config;
@@ -310,7 +361,8 @@ async fn open(shared: &Shared) -> Result<Socket, String> {
     ws_config.max_message_size = Some(cfg.max_ws_message_bytes);
     ws_config.max_frame_size = Some(cfg.max_ws_message_bytes);
     let url = ws_url(shared);
-    let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), false);
+    let connect =
+        tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), false);
     let (mut socket, _) = tokio::time::timeout(cfg.connect_timeout, connect)
         .await
         .map_err(|_| format!("no WebSocket handshake within {:?}", cfg.connect_timeout))?
@@ -389,7 +441,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     }
     shared.state.send_replace(ConnectionState::Closed);
     for id in shared.router.posted_prompts() {
-        shared.router.finish(&id, End::Vanished("the ComfyUI client was shut down".into()));
+        shared.router.finish(
+            &id,
+            End::Vanished("the ComfyUI client was shut down".into()),
+        );
     }
 }
 
@@ -480,7 +535,8 @@ pub(crate) async fn cancel(shared: &Arc<Shared>, prompt_id: &str) -> Result<(), 
     // Delete first, then interrupt: whichever state the prompt is in, one of them applies.
     http.post_action("queue", serde_json::json!({ "delete": [prompt_id] }), true)
         .await?;
-    http.post_action("interrupt", interrupt.clone(), true).await?;
+    http.post_action("interrupt", interrupt.clone(), true)
+        .await?;
     let queue = http.queue().await?;
     if queue.is_running(prompt_id) {
         // It may have left pending for running between the two calls, after the interrupt
@@ -491,4 +547,87 @@ pub(crate) async fn cancel(shared: &Arc<Shared>, prompt_id: &str) -> Result<(), 
         shared.router.finish(prompt_id, End::Cancelled);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::PreviewFormat;
+
+    fn msg(text: &str) -> ServerMessage {
+        ServerMessage::decode(text).unwrap()
+    }
+
+    #[tokio::test]
+    async fn routes_by_prompt_and_falls_back_to_the_running_one() {
+        let router = Router::new(16);
+        let mut a = router.subscribe("A");
+        let mut b = router.subscribe("B");
+        router.route(msg(
+            r#"{"type":"execution_start","data":{"prompt_id":"A","timestamp":1}}"#,
+        ));
+        // Legacy previews and the reconnect replay name no prompt: they belong to the running one.
+        router.route_binary(BinaryFrame::Preview {
+            format: PreviewFormat::Jpeg,
+            image: Bytes::from_static(b"\xff\xd8"),
+        });
+        router.route(msg(r#"{"type":"executing","data":{"node":"2"}}"#));
+        router.route(msg(
+            r#"{"type":"progress","data":{"value":1,"max":4,"prompt_id":"B","node":"3"}}"#,
+        ));
+        router.route(msg(
+            r#"{"type":"executing","data":{"node":null,"prompt_id":"A"}}"#,
+        ));
+        assert_eq!(a.events.try_recv().unwrap(), JobEvent::Started);
+        assert!(matches!(
+            a.events.try_recv().unwrap(),
+            JobEvent::Preview { node: None, .. }
+        ));
+        assert!(
+            matches!(a.events.try_recv().unwrap(), JobEvent::Executing { node, display_node: None } if node == "2")
+        );
+        assert!(a.events.try_recv().is_err());
+        assert!(matches!(a.end.try_recv(), Ok(End::Finished)));
+        assert!(
+            matches!(b.events.try_recv().unwrap(), JobEvent::Progress { value, .. } if value == 1.0)
+        );
+        assert!(b.end.try_recv().is_err());
+        // After A ended, a frame without a prompt id goes nowhere rather than to the wrong job.
+        router.route_binary(BinaryFrame::Preview {
+            format: PreviewFormat::Jpeg,
+            image: Bytes::new(),
+        });
+        assert!(b.events.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_slow_job_loses_progress_not_its_end() {
+        let router = Router::new(2);
+        let mut sub = router.subscribe("P");
+        for i in 0..10 {
+            router.route(msg(&format!(
+                r#"{{"type":"progress","data":{{"value":{i},"max":10,"prompt_id":"P","node":"3"}}}}"#
+            )));
+        }
+        router.route(msg(
+            r#"{"type":"executing","data":{"node":null,"prompt_id":"P"}}"#,
+        ));
+        let mut got = 0;
+        while sub.events.try_recv().is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, 2);
+        assert!(matches!(sub.end.try_recv(), Ok(End::Finished)));
+    }
+
+    #[tokio::test]
+    async fn reconnect_between_subscribe_and_post_is_noticed() {
+        let router = Router::new(4);
+        let sub = router.subscribe("P");
+        assert!(!router.mark_posted("P", sub.epoch));
+        let sub2 = router.subscribe("Q");
+        router.connected();
+        assert!(router.mark_posted("Q", sub2.epoch));
+        assert_eq!(router.posted_prompts().len(), 2);
+    }
 }
