@@ -29,35 +29,7 @@ pub enum WorkflowKind {
     Custom,
 }
 
-/// The type of a parameter's value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ParamKind {
-    String,
-    Int,
-    Float,
-    Bool,
-    /// A u64, random when not given.
-    Seed,
-    /// The name of an uploaded input image (`LoadImage.image`).
-    Image,
-    /// One of a list: the manifest's `choices`, or the server's combo (models, LoRAs, samplers).
-    Choice,
-}
-
-impl ParamKind {
-    fn name(self) -> &'static str {
-        match self {
-            ParamKind::String => "string",
-            ParamKind::Int => "int",
-            ParamKind::Float => "float",
-            ParamKind::Bool => "bool",
-            ParamKind::Seed => "seed",
-            ParamKind::Image => "image",
-            ParamKind::Choice => "choice",
-        }
-    }
-}
+pub use validation::{ParamKind, ParamRule};
 
 /// Where a value goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,19 +38,11 @@ pub struct Target {
     pub input: String,
 }
 
-/// One named parameter.
+/// One named parameter: where it goes, and what it accepts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamSpec {
-    pub kind: ParamKind,
     pub targets: Vec<Target>,
-    pub default: Option<Value>,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-    pub step: Option<f64>,
-    /// Allowed values; empty means "whatever the server's combo offers" for choices.
-    pub choices: Vec<Value>,
-    pub max_length: Option<usize>,
-    pub required: bool,
+    pub rule: ParamRule,
     pub description: Option<String>,
 }
 
@@ -120,7 +84,7 @@ struct TargetFile {
 #[serde(deny_unknown_fields)]
 struct ParamFile {
     #[serde(rename = "type")]
-    kind: ParamKind,
+    kind: String,
     node: Option<NodeIdRepr>,
     input: Option<String>,
     targets: Option<Vec<TargetFile>>,
@@ -161,41 +125,9 @@ pub enum ManifestError {
 /// Why values could not be applied.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PatchError {
-    #[error("unknown parameter {name}; this workflow takes: {known}")]
-    UnknownParam { name: String, known: String },
-    #[error("{name} is required")]
-    Missing { name: String },
-    #[error("{name} must be {expected}; got {got}")]
-    WrongType {
-        name: String,
-        expected: &'static str,
-        got: String,
-    },
-    #[error("{name} must be between {min} and {max}; got {got}")]
-    OutOfRange {
-        name: String,
-        min: String,
-        max: String,
-        got: String,
-    },
-    #[error("{name} must be a multiple of {step}; got {got}")]
-    OffStep {
-        name: String,
-        step: String,
-        got: String,
-    },
-    #[error("{name} must be one of {choices}; got {got}")]
-    NotAChoice {
-        name: String,
-        choices: String,
-        got: String,
-    },
-    #[error("{name} is {got} characters long; the limit is {max}")]
-    TooLong {
-        name: String,
-        max: usize,
-        got: usize,
-    },
+    /// A value the user can fix; the message is meant for them.
+    #[error(transparent)]
+    Refused(#[from] validation::Refusal),
     #[error(transparent)]
     Workflow(#[from] WorkflowError),
 }
@@ -260,109 +192,18 @@ fn is_valid_param_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
-impl ParamSpec {
-    /// Checks one value against type and bounds, returning it in the form to set.
-    pub fn check_value(&self, name: &str, value: &Value) -> Result<Value, PatchError> {
-        let wrong = |expected: &'static str| PatchError::WrongType {
-            name: name.to_string(),
-            expected,
-            got: show(value),
-        };
-        let range = |x: f64| -> Result<(), PatchError> {
-            let below = self.min.is_some_and(|m| x < m);
-            let above = self.max.is_some_and(|m| x > m);
-            if below || above {
-                return Err(PatchError::OutOfRange {
-                    name: name.to_string(),
-                    min: self.min.map(fmt_num).unwrap_or_else(|| "-∞".into()),
-                    max: self.max.map(fmt_num).unwrap_or_else(|| "∞".into()),
-                    got: fmt_num(x),
-                });
-            }
-            Ok(())
-        };
-        let checked = match self.kind {
-            ParamKind::Int => {
-                let x = value
-                    .as_i64()
-                    .map(|i| i as f64)
-                    .or_else(|| value.as_f64().filter(|f| f.fract() == 0.0))
-                    .ok_or_else(|| wrong("a whole number"))?;
-                range(x)?;
-                if let Some(step) = self.step.filter(|s| *s > 0.0) {
-                    let base = self.min.unwrap_or(0.0);
-                    if ((x - base) / step).fract().abs() > 1e-9 {
-                        return Err(PatchError::OffStep {
-                            name: name.to_string(),
-                            step: fmt_num(step),
-                            got: fmt_num(x),
-                        });
-                    }
-                }
-                Value::Number(Number::from(x as i64))
-            }
-            ParamKind::Float => {
-                let x = value.as_f64().ok_or_else(|| wrong("a number"))?;
-                range(x)?;
-                Number::from_f64(x)
-                    .map(Value::Number)
-                    .ok_or_else(|| wrong("a finite number"))?
-            }
-            ParamKind::Seed => {
-                let x = value
-                    .as_u64()
-                    .ok_or_else(|| wrong("a whole number from 0"))?;
-                range(x as f64)?;
-                Value::Number(Number::from(x))
-            }
-            ParamKind::Bool => Value::Bool(value.as_bool().ok_or_else(|| wrong("true or false"))?),
-            ParamKind::String | ParamKind::Image => {
-                let s = value.as_str().ok_or_else(|| wrong("text"))?;
-                if self.kind == ParamKind::Image && s.is_empty() {
-                    return Err(wrong("an image file name"));
-                }
-                if let Some(max) = self.max_length {
-                    let got = s.chars().count();
-                    if got > max {
-                        return Err(PatchError::TooLong {
-                            name: name.to_string(),
-                            max,
-                            got,
-                        });
-                    }
-                }
-                value.clone()
-            }
-            ParamKind::Choice => value.clone(),
-        };
-        if !self.choices.is_empty() && !self.choices.iter().any(|c| values_equal(c, &checked)) {
-            return Err(PatchError::NotAChoice {
-                name: name.to_string(),
-                choices: list_preview(&self.choices),
-                got: show(value),
-            });
-        }
-        Ok(checked)
-    }
-
-    fn random_seed(&self, rng: &mut impl Rng) -> u64 {
-        let lo = self.min.unwrap_or(0.0).max(0.0) as u64;
-        // f64 cannot hold u64::MAX exactly; anything at or past 2^64 means "no upper bound".
-        let hi = match self.max {
-            Some(m) if m < 18_446_744_073_709_551_615.0 => m as u64,
-            _ => u64::MAX,
-        };
-        rng.gen_range(lo..=hi.max(lo))
-    }
+/// A random seed inside the rule's bounds.
+fn random_seed(rule: &ParamRule, rng: &mut impl Rng) -> u64 {
+    let lo = rule.min.unwrap_or(0.0).max(0.0) as u64;
+    // f64 cannot hold u64::MAX exactly; anything at or past 2^64 means "no upper bound".
+    let hi = match rule.max {
+        Some(m) if m < 18_446_744_073_709_551_615.0 => m as u64,
+        _ => u64::MAX,
+    };
+    rng.gen_range(lo..=hi.max(lo))
 }
 
-/// 5 and 5.0 are the same value for a choice list.
-fn values_equal(a: &Value, b: &Value) -> bool {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
-    }
-}
+use validation::params::same_value as values_equal;
 
 impl Manifest {
     /// Parses a manifest and checks it against its workflow: every target exists and is a
@@ -430,20 +271,29 @@ impl Manifest {
                     )));
                 }
             }
+            let kind = ParamKind::parse(&p.kind).ok_or_else(|| {
+                bad(format!(
+                    "unknown type {:?}; use string, int, float, bool, seed, image or choice",
+                    p.kind
+                ))
+            })?;
             let spec = ParamSpec {
-                kind: p.kind,
                 targets,
-                default: p.default,
-                min: p.min,
-                max: p.max,
-                step: p.step,
-                choices: p.choices,
-                max_length: p.max_length,
-                required: p.required,
+                rule: ParamRule {
+                    kind,
+                    default: p.default,
+                    min: p.min,
+                    max: p.max,
+                    step: p.step,
+                    choices: p.choices,
+                    max_length: p.max_length,
+                    required: p.required,
+                },
                 description: p.description,
             };
-            if let Some(d) = &spec.default {
-                spec.check_value(&name, d)
+            if let Some(d) = &spec.rule.default {
+                spec.rule
+                    .check(&name, d)
                     .map_err(|e| bad(format!("the default does not fit: {e}")))?;
             }
             params.insert(name, spec);
@@ -466,22 +316,27 @@ impl Manifest {
         rng: &mut impl Rng,
     ) -> Result<Patched, PatchError> {
         if let Some(unknown) = values.keys().find(|k| !self.params.contains_key(*k)) {
-            return Err(PatchError::UnknownParam {
-                name: unknown.clone(),
+            return Err(validation::Refusal::UnknownOption {
+                field: unknown.clone(),
                 known: self.params.keys().cloned().collect::<Vec<_>>().join(", "),
-            });
+            }
+            .into());
         }
         let mut patched = workflow.clone();
         let mut resolved = IndexMap::new();
         for (name, spec) in &self.params {
-            let value = match (values.get(name), &spec.default) {
-                (Some(v), _) => spec.check_value(name, v)?,
+            let rule = &spec.rule;
+            let value = match (values.get(name), &rule.default) {
+                (Some(v), _) => rule.check(name, v)?,
                 (None, Some(d)) => d.clone(),
-                (None, None) if spec.kind == ParamKind::Seed => {
-                    Value::Number(Number::from(spec.random_seed(rng)))
+                (None, None) if rule.kind == ParamKind::Seed => {
+                    Value::Number(Number::from(random_seed(rule, rng)))
                 }
-                (None, None) if spec.required => {
-                    return Err(PatchError::Missing { name: name.clone() })
+                (None, None) if rule.required => {
+                    return Err(validation::Refusal::Required {
+                        field: name.clone(),
+                    }
+                    .into())
                 }
                 (None, None) => {
                     // Keep what the workflow has; record it so the result is reproducible.
@@ -533,7 +388,9 @@ impl Manifest {
         let overridden = |node: &str, input: &str| {
             self.params.values().any(|p| {
                 p.targets.iter().any(|t| t.node == node && t.input == input)
-                    && (p.default.is_some() || p.kind == ParamKind::Seed || p.required)
+                    && (p.rule.default.is_some()
+                        || p.rule.kind == ParamKind::Seed
+                        || p.rule.required)
             })
         };
         for (node_id, input, value) in workflow.literals() {
@@ -571,7 +428,7 @@ impl Manifest {
                     )));
                     continue;
                 };
-                problems.extend(param_problems(spec, &kind).into_iter().map(problem));
+                problems.extend(param_problems(&spec.rule, &kind).into_iter().map(problem));
             }
         }
         problems
@@ -615,7 +472,7 @@ fn literal_problem(kind: &InputKind, value: &Value) -> Option<String> {
 }
 
 /// Whether a parameter's type and bounds fit the input it targets.
-fn param_problems(spec: &ParamSpec, kind: &InputKind) -> Vec<String> {
+fn param_problems(spec: &ParamRule, kind: &InputKind) -> Vec<String> {
     let mut out = Vec::new();
     let type_ok = match (spec.kind, kind) {
         (_, InputKind::Link(t)) => {
@@ -755,25 +612,29 @@ mod tests {
         let mut err = |v: Value| m.apply(&w, &values(v), &mut rng).unwrap_err().to_string();
         assert_eq!(
             err(json!({"prompt": "x", "steps": 80})),
-            "steps must be between 1 and 50; got 80"
+            "steps must be between 1 and 50 for this workflow; you sent 80"
         );
-        assert_eq!(err(json!({"steps": 8})), "prompt is required");
+        assert_eq!(
+            err(json!({"steps": 8})),
+            "prompt is required for this workflow"
+        );
         assert_eq!(
             err(json!({"prompt": "x", "steps": "ten"})),
-            "steps must be a whole number; got 'ten'"
+            "steps must be a whole number; you sent \"ten\""
         );
         assert_eq!(
             err(json!({"prompt": "x", "sampler": "dpm"})),
-            "sampler must be one of 'euler', 'ddim'; got 'dpm'"
+            "sampler must be one of \"euler\", \"ddim\"; you sent \"dpm\""
         );
         assert_eq!(
             err(json!({"prompt": "ééééééééééé"})),
             "prompt is 11 characters long; the limit is 10"
         );
-        assert!(err(json!({"prompt": "x", "bogus": 1})).starts_with("unknown parameter bogus"));
+        assert!(err(json!({"prompt": "x", "bogus": 1}))
+            .starts_with("this workflow has no option bogus"));
         assert_eq!(
             err(json!({"prompt": "x", "seed": -1})),
-            "seed must be a whole number from 0; got -1"
+            "seed must be a whole number from 0; you sent -1"
         );
     }
 
@@ -798,7 +659,7 @@ mod tests {
         assert!(e(r#"{"params": {"x": {"type": "int"}}}"#).contains("targets"));
         assert!(
             e(r#"{"params": {"x": {"type": "vector", "node": "3", "input": "steps"}}}"#)
-                .contains("not valid")
+                .contains("unknown type \"vector\"")
         );
         assert!(e(r#"{"params": {"a": {"type": "int", "node": "3", "input": "steps"}, "b": {"type": "int", "node": "3", "input": "steps"}}}"#)
             .contains("already set by parameter a"));
