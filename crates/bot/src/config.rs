@@ -252,6 +252,8 @@ fn describe_figment_error(e: &figment::Error) -> String {
 }
 
 #[cfg(test)]
+// figment::Jail's closures must return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;

@@ -65,7 +65,7 @@ pub enum ComfyError {
         source: serde_json::Error,
     },
     #[error(transparent)]
-    PromptRejected(#[from] PromptRejection),
+    PromptRejected(Box<PromptRejection>),
     #[error("{what} is larger than the limit of {limit} bytes")]
     TooLarge { what: String, limit: u64 },
     #[error("ComfyUI's WebSocket is not connected after {waited:?}: {reason}")]
@@ -78,6 +78,12 @@ pub enum ComfyError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<PromptRejection> for ComfyError {
+    fn from(r: PromptRejection) -> Self {
+        ComfyError::PromptRejected(Box::new(r))
+    }
 }
 
 impl ComfyError {

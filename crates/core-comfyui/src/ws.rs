@@ -357,9 +357,11 @@ type Socket =
 
 async fn open(shared: &Shared) -> Result<Socket, String> {
     let cfg = &shared.http.config;
-    let mut ws_config = WebSocketConfig::default();
-    ws_config.max_message_size = Some(cfg.max_ws_message_bytes);
-    ws_config.max_frame_size = Some(cfg.max_ws_message_bytes);
+    let ws_config = WebSocketConfig {
+        max_message_size: Some(cfg.max_ws_message_bytes),
+        max_frame_size: Some(cfg.max_ws_message_bytes),
+        ..WebSocketConfig::default()
+    };
     let url = ws_url(shared);
     let connect =
         tokio_tungstenite::connect_async_with_config(url.as_str(), Some(ws_config), false);

@@ -1,0 +1,3 @@
+//! Fake servers and shared helpers for the end-to-end suites.
+
+pub mod fake_comfyui;
