@@ -16,6 +16,9 @@ use serde_json::{json, Map, Value};
 use tests::fake_comfyui::{tiny_png, FakeComfy, FakeOptions};
 
 const TINY_CKPT: &str = "tiny_sd15_random.safetensors";
+/// Made by tests/real-comfyui/make_tiny_upscaler.py and make_tiny_lora.py.
+const TINY_UPSCALER: &str = "tiny_random_x4.safetensors";
+const TINY_LORA: &str = "tiny_random_lora.safetensors";
 
 /// Awaits `fut` or fails the test after `secs`.
 async fn within<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
@@ -25,16 +28,24 @@ async fn within<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
     }
 }
 
+/// A real server has one worker: tests that share it take turns.
+static REAL_SERVER_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The server under test: a fresh fake, or the real one named by COMFYUI_URL.
 struct Server {
     url: String,
     fake: Option<FakeComfy>,
+    _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
 }
 
 impl Server {
     async fn start() -> Server {
         match std::env::var("COMFYUI_URL") {
-            Ok(url) if !url.trim().is_empty() => Server { url, fake: None },
+            Ok(url) if !url.trim().is_empty() => Server {
+                url,
+                fake: None,
+                _turn: Some(REAL_SERVER_TURN.lock().await),
+            },
             _ => Server::fake(FakeOptions::default()).await,
         }
     }
@@ -45,6 +56,7 @@ impl Server {
         Server {
             url: fake.url(),
             fake: Some(fake),
+            _turn: None,
         }
     }
 
@@ -522,6 +534,44 @@ async fn ksampler_progress_and_previews_through_the_txt2img_manifest() {
     let Outcome::Success(out) = outcome else {
         panic!("{outcome:?}")
     };
+    let bytes = client.download(&out.files[0].file, None).await.unwrap();
+    assert_eq!(image_size(&bytes), (64, 64));
+}
+
+#[tokio::test]
+async fn upscale_model_and_lora_workflows() {
+    let server = Server::start().await;
+    let client = server.client().await;
+    let (catalog, _) = Catalog::load_dir(&workflows_dir()).unwrap();
+    let color = rand_color();
+    let uploaded = client
+        .upload(UploadRequest::input_image(format!("cc_up_{color}.png"), tiny_png(40, 24), "image/png"))
+        .await
+        .unwrap();
+    let up = catalog.get("upscale").unwrap();
+    let values: Map<String, Value> = serde_json::from_value(json!({
+        "image": uploaded.load_image_name(), "model": TINY_UPSCALER, "rescale": 0.5
+    }))
+    .unwrap();
+    let patched = up.manifest.apply(&up.workflow, &values, &mut rand::thread_rng()).unwrap();
+    let job = client.submit(&patched.workflow, PromptOptions::default()).await.unwrap();
+    let Outcome::Success(out) = run(job, 120).await.1 else { panic!() };
+    let bytes = client.download(&out.files[0].file, None).await.unwrap();
+    // A 4x model, then half: 2x in all.
+    assert_eq!(image_size(&bytes), (80, 48));
+
+    let lora = catalog.get("txt2img_lora").unwrap();
+    let values: Map<String, Value> = serde_json::from_value(json!({
+        "prompt": "a red fox", "checkpoint": TINY_CKPT, "lora": TINY_LORA, "lora_strength": 0.8,
+        "width": 64, "height": 64, "steps": 2, "seed": color
+    }))
+    .unwrap();
+    let patched = lora.manifest.apply(&lora.workflow, &values, &mut rand::thread_rng()).unwrap();
+    assert_eq!(patched.workflow.input("10", "strength_clip"), Some(&json!(0.8)));
+    let job = client.submit(&patched.workflow, PromptOptions::default()).await.unwrap();
+    let (events, outcome) = run(job, 120).await;
+    assert!(executing_nodes(&events).contains(&"10".to_string()), "the LoRA node ran");
+    let Outcome::Success(out) = outcome else { panic!("{outcome:?}") };
     let bytes = client.download(&out.files[0].file, None).await.unwrap();
     assert_eq!(image_size(&bytes), (64, 64));
 }
