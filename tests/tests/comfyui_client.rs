@@ -545,7 +545,11 @@ async fn upscale_model_and_lora_workflows() {
     let (catalog, _) = Catalog::load_dir(&workflows_dir()).unwrap();
     let color = rand_color();
     let uploaded = client
-        .upload(UploadRequest::input_image(format!("cc_up_{color}.png"), tiny_png(40, 24), "image/png"))
+        .upload(UploadRequest::input_image(
+            format!("cc_up_{color}.png"),
+            tiny_png(40, 24),
+            "image/png",
+        ))
         .await
         .unwrap();
     let up = catalog.get("upscale").unwrap();
@@ -553,9 +557,17 @@ async fn upscale_model_and_lora_workflows() {
         "image": uploaded.load_image_name(), "model": TINY_UPSCALER, "rescale": 0.5
     }))
     .unwrap();
-    let patched = up.manifest.apply(&up.workflow, &values, &mut rand::thread_rng()).unwrap();
-    let job = client.submit(&patched.workflow, PromptOptions::default()).await.unwrap();
-    let Outcome::Success(out) = run(job, 120).await.1 else { panic!() };
+    let patched = up
+        .manifest
+        .apply(&up.workflow, &values, &mut rand::thread_rng())
+        .unwrap();
+    let job = client
+        .submit(&patched.workflow, PromptOptions::default())
+        .await
+        .unwrap();
+    let Outcome::Success(out) = run(job, 120).await.1 else {
+        panic!()
+    };
     let bytes = client.download(&out.files[0].file, None).await.unwrap();
     // A 4x model, then half: 2x in all.
     assert_eq!(image_size(&bytes), (80, 48));
@@ -566,12 +578,26 @@ async fn upscale_model_and_lora_workflows() {
         "width": 64, "height": 64, "steps": 2, "seed": color
     }))
     .unwrap();
-    let patched = lora.manifest.apply(&lora.workflow, &values, &mut rand::thread_rng()).unwrap();
-    assert_eq!(patched.workflow.input("10", "strength_clip"), Some(&json!(0.8)));
-    let job = client.submit(&patched.workflow, PromptOptions::default()).await.unwrap();
+    let patched = lora
+        .manifest
+        .apply(&lora.workflow, &values, &mut rand::thread_rng())
+        .unwrap();
+    assert_eq!(
+        patched.workflow.input("10", "strength_clip"),
+        Some(&json!(0.8))
+    );
+    let job = client
+        .submit(&patched.workflow, PromptOptions::default())
+        .await
+        .unwrap();
     let (events, outcome) = run(job, 120).await;
-    assert!(executing_nodes(&events).contains(&"10".to_string()), "the LoRA node ran");
-    let Outcome::Success(out) = outcome else { panic!("{outcome:?}") };
+    assert!(
+        executing_nodes(&events).contains(&"10".to_string()),
+        "the LoRA node ran"
+    );
+    let Outcome::Success(out) = outcome else {
+        panic!("{outcome:?}")
+    };
     let bytes = client.download(&out.files[0].file, None).await.unwrap();
     assert_eq!(image_size(&bytes), (64, 64));
 }
