@@ -25,6 +25,36 @@ struct Cli {
 enum Command {
     /// Check the config and every workflow against every backend's /object_info; exits 1 on any problem.
     Check,
+    /// Generate from the terminal with a progress bar and save the outputs.
+    Run {
+        /// Workflow name (a file in workflows_dir).
+        #[arg(long, short)]
+        workflow: String,
+        /// The prompt.
+        prompt: Option<String>,
+        /// Any workflow parameter, e.g. --param steps=30 --param seed=42 (repeatable).
+        #[arg(long = "param", short, value_parser = parse_key_value)]
+        params: Vec<(String, String)>,
+        /// Image file(s) for the workflow's image parameters, in order (repeatable).
+        #[arg(long)]
+        image: Vec<PathBuf>,
+        /// Aspect-ratio preset instead of width/height: 1:1, 4:3, 3:4, 3:2, 2:3, 16:9, 9:16, 21:9.
+        #[arg(long)]
+        aspect: Option<String>,
+        /// Backend name from the config (default: the first).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Where to save the outputs.
+        #[arg(long, default_value = "outputs")]
+        out: PathBuf,
+    },
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected name=value, got {s:?}"))
 }
 
 fn main() -> ExitCode {
@@ -61,6 +91,50 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE
+                }
+            }
+            Some(Command::Run {
+                workflow,
+                prompt,
+                params,
+                image,
+                aspect,
+                backend,
+                out,
+            }) => {
+                use std::io::IsTerminal as _;
+                let args = bot::run::RunArgs {
+                    workflow,
+                    prompt,
+                    params,
+                    images: image,
+                    aspect,
+                    backend,
+                    out_dir: out,
+                };
+                let sink = bot::run::TerminalSink {
+                    redraw: std::io::stderr().is_terminal(),
+                };
+                match bot::run::run_workflow(&config, args, sink, bot::serve::shutdown_signal())
+                    .await
+                {
+                    Ok(result) => {
+                        for f in &result.files {
+                            println!("{}", f.display());
+                        }
+                        if let Some(seed) = result.values.get("seed") {
+                            eprintln!("seed {seed}");
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(bot::run::RunError::Cancelled) => {
+                        eprintln!("comfycord: cancelled");
+                        ExitCode::from(130)
+                    }
+                    Err(e) => {
+                        eprintln!("comfycord: {e}");
+                        ExitCode::FAILURE
+                    }
                 }
             }
             None => {

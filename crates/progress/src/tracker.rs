@@ -374,7 +374,8 @@ impl Tracker {
                 return &self.snapshot;
             }
         }
-        let done: f64 = self.done_units.values().sum();
+        // An empty f64 sum is -0.0, which would print as "-0%".
+        let done = self.done_units.values().fold(0.0, |a, b| a + b);
         let remaining = self.remaining_steps();
         let s = &mut self.snapshot;
         s.percent = (100.0 * done / self.total_units).clamp(0.0, MAX_UNFINISHED_PERCENT);
@@ -514,6 +515,15 @@ mod tests {
             (s.phase, s.error.as_deref()),
             (Phase::Failed, Some("out of memory"))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nothing_done_is_zero_not_negative_zero() {
+        let now = Instant::now();
+        let mut t = Tracker::new(JobPlan::default(), now);
+        let s = t.apply(Update::Queued { position: None }, now);
+        assert!(s.percent.is_sign_positive() && s.percent == 0.0);
+        assert!(crate::render::terminal_line(s).contains("  0%"));
     }
 
     #[test]
