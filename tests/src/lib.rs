@@ -1,3 +1,4 @@
 //! Fake servers and shared helpers for the end-to-end suites.
 
 pub mod fake_comfyui;
+pub mod support;

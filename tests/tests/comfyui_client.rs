@@ -5,7 +5,6 @@
 //! random checkpoint; `../shared/comfyui/run.sh` starts one like that. Set
 //! `COMFYUI_EXPECT_PREVIEWS=1` when it runs with `COMFYUI_PREVIEW=latent2rgb`.
 
-use std::future::Future;
 use std::time::Duration;
 
 use core_comfyui::{
@@ -14,19 +13,12 @@ use core_comfyui::{
 };
 use serde_json::{json, Map, Value};
 use tests::fake_comfyui::{tiny_png, FakeComfy, FakeOptions};
+use tests::support::{run_job as run, within};
 
 const TINY_CKPT: &str = "tiny_sd15_random.safetensors";
 /// Made by tests/real-comfyui/make_tiny_upscaler.py and make_tiny_lora.py.
 const TINY_UPSCALER: &str = "tiny_random_x4.safetensors";
 const TINY_LORA: &str = "tiny_random_lora.safetensors";
-
-/// Awaits `fut` or fails the test after `secs`.
-async fn within<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(Duration::from_secs(secs), fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {secs}s: {what}"),
-    }
-}
 
 /// A real server has one worker: tests that share it take turns.
 static REAL_SERVER_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -109,22 +101,6 @@ fn rand_color() -> u32 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let base = (std::process::id() % 1000) * 10_000;
     base + NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Runs a job to its end, returning every event before the outcome.
-async fn run(mut job: core_comfyui::Job, secs: u64) -> (Vec<JobEvent>, Outcome) {
-    within(secs, "job end", async {
-        let mut events = Vec::new();
-        while let Some(ev) = job.next_event().await {
-            if let JobEvent::Finished(outcome) = ev {
-                assert!(job.next_event().await.is_none(), "nothing after Finished");
-                return (events, outcome);
-            }
-            events.push(ev);
-        }
-        panic!("stream ended without Finished");
-    })
-    .await
 }
 
 fn image_size(bytes: &[u8]) -> (u32, u32) {

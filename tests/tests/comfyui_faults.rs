@@ -1,22 +1,15 @@
 //! core-comfyui under faults, against the fake ComfyUI's switches: dropped and oversized
 //! WebSocket frames, restarts, slow, failing and malformed answers, unknown events.
 
-use std::future::Future;
 use std::time::Duration;
 
 use core_comfyui::{
-    ClientConfig, ComfyClient, ComfyError, ConnectionState, Job, JobEvent, Outcome, PromptOptions,
+    ClientConfig, ComfyClient, ComfyError, ConnectionState, JobEvent, Outcome, PromptOptions,
     Workflow,
 };
 use serde_json::json;
 use tests::fake_comfyui::{FakeComfy, FakeOptions};
-
-async fn within<T>(secs: u64, what: &str, fut: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(Duration::from_secs(secs), fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {secs}s: {what}"),
-    }
-}
+use tests::support::{run_job as run, within};
 
 fn config(fake: &FakeComfy) -> ClientConfig {
     let mut c = ClientConfig::new(&fake.url()).unwrap();
@@ -42,20 +35,6 @@ fn slow(seconds: f64, color: u32) -> Workflow {
         "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "slow"}}
     }))
     .unwrap()
-}
-
-async fn run(mut job: Job, secs: u64) -> (Vec<JobEvent>, Outcome) {
-    within(secs, "job end", async {
-        let mut events = Vec::new();
-        while let Some(ev) = job.next_event().await {
-            if let JobEvent::Finished(o) = ev {
-                return (events, o);
-            }
-            events.push(ev);
-        }
-        panic!("no Finished")
-    })
-    .await
 }
 
 fn opts() -> FakeOptions {
