@@ -36,6 +36,74 @@ pub struct Config {
     /// Timeouts and limits for talking to ComfyUI.
     #[serde(default)]
     pub comfyui: ComfyTuning,
+    /// Per-user and global request limits.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Input images users may send.
+    #[serde(default)]
+    pub attachments: AttachmentsSection,
+    /// How progress messages are updated.
+    #[serde(default)]
+    pub progress: ProgressSection,
+}
+
+/// `limits`: see [`validation::LimitsConfig`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    pub user_per_minute: u32,
+    pub user_burst: u32,
+    pub global_per_minute: u32,
+    pub global_burst: u32,
+    pub max_pending_per_user: usize,
+    pub max_queue_depth: usize,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let d = validation::LimitsConfig::default();
+        LimitsSection {
+            user_per_minute: d.user_per_minute,
+            user_burst: d.user_burst,
+            global_per_minute: d.global_per_minute,
+            global_burst: d.global_burst,
+            max_pending_per_user: d.max_pending_per_user,
+            max_queue_depth: d.max_queue_depth,
+        }
+    }
+}
+
+/// `attachments`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AttachmentsSection {
+    pub max_mib: u64,
+    pub max_side: u32,
+}
+
+impl Default for AttachmentsSection {
+    fn default() -> Self {
+        AttachmentsSection {
+            max_mib: validation::bounds::DEFAULT_MAX_ATTACHMENT_BYTES / (1024 * 1024),
+            max_side: validation::bounds::DEFAULT_MAX_IMAGE_SIDE,
+        }
+    }
+}
+
+/// `progress`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProgressSection {
+    /// Least time between two edits of one progress message.
+    pub edit_interval_ms: u64,
+}
+
+impl Default for ProgressSection {
+    fn default() -> Self {
+        ProgressSection {
+            edit_interval_ms: progress::DEFAULT_EDIT_INTERVAL.as_millis() as u64,
+        }
+    }
 }
 
 /// Discord settings. The token is a secret: it never appears in `Debug` output or logs.
@@ -201,6 +269,34 @@ impl Config {
                 ));
             }
         }
+        let l = &self.limits;
+        for (key, value) in [
+            ("user_per_minute", u64::from(l.user_per_minute)),
+            ("user_burst", u64::from(l.user_burst)),
+            ("global_per_minute", u64::from(l.global_per_minute)),
+            ("global_burst", u64::from(l.global_burst)),
+            ("max_pending_per_user", l.max_pending_per_user as u64),
+            ("max_queue_depth", l.max_queue_depth as u64),
+            ("attachments.max_mib", self.attachments.max_mib),
+            ("attachments.max_side", u64::from(self.attachments.max_side)),
+        ] {
+            if value == 0 {
+                let key = if key.contains('.') {
+                    key.to_string()
+                } else {
+                    format!("limits.{key}")
+                };
+                problems.push(format!(
+                    "config key `{key}`: 0 is not allowed; use a positive number"
+                ));
+            }
+        }
+        if !(100..=60_000).contains(&self.progress.edit_interval_ms) {
+            problems.push(format!(
+                "config key `progress.edit_interval_ms`: {} is not allowed; use 100 to 60000 (Discord allows about 5 edits per 5 s per message)",
+                self.progress.edit_interval_ms
+            ));
+        }
         if t.max_ws_message_mib > 1024 {
             problems.push(format!(
                 "config key `comfyui.max_ws_message_mib`: {} is not allowed; the most is 1024",
@@ -212,6 +308,30 @@ impl Config {
         } else {
             Err(ConfigError::Invalid(problems))
         }
+    }
+
+    pub fn limits(&self) -> validation::LimitsConfig {
+        let l = &self.limits;
+        validation::LimitsConfig {
+            user_per_minute: l.user_per_minute,
+            user_burst: l.user_burst,
+            global_per_minute: l.global_per_minute,
+            global_burst: l.global_burst,
+            max_pending_per_user: l.max_pending_per_user,
+            max_queue_depth: l.max_queue_depth,
+        }
+    }
+
+    pub fn attachment_rules(&self) -> validation::AttachmentRules {
+        validation::AttachmentRules {
+            max_bytes: self.attachments.max_mib * 1024 * 1024,
+            max_side: self.attachments.max_side,
+            ..validation::AttachmentRules::default()
+        }
+    }
+
+    pub fn edit_interval(&self) -> Duration {
+        Duration::from_millis(self.progress.edit_interval_ms)
     }
 
     /// The client settings for one backend.
@@ -361,6 +481,22 @@ mod tests {
             e.contains("used twice") && e.contains("`comfyui.connect_timeout_secs`: 0"),
             "{e}"
         );
+        let e = load(
+            r#"{"backends": [{"name": "a", "url": "http://a"}], "limits": {"user_burst": 0}, "progress": {"edit_interval_ms": 5}}"#,
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("`limits.user_burst`: 0") && e.contains("`progress.edit_interval_ms`: 5"),
+            "{e}"
+        );
+        let c = load(
+            r#"{"backends": [{"name": "a", "url": "http://a"}], "limits": {"max_pending_per_user": 7}, "attachments": {"max_mib": 8}}"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.limits().max_pending_per_user, 7);
+        assert_eq!(c.attachment_rules().max_bytes, 8 * 1024 * 1024);
         let missing = Config::load_from(Path::new("/nonexistent/c.json"), &|_| None).unwrap_err();
         assert!(missing.to_string().contains("no such file"));
     }

@@ -262,7 +262,7 @@ pub async fn run_workflow<S: ProgressSink>(
             takes: image_params.len(),
         });
     }
-    let attachment_rules = AttachmentRules::default();
+    let attachment_rules = config.attachment_rules();
     let mut images = Vec::new();
     for (param, path) in image_params.iter().zip(&args.images) {
         let (bytes, format) = read_image(path, &attachment_rules)?;
