@@ -100,6 +100,9 @@ impl ClientConfig {
 /// Options for one prompt.
 #[derive(Debug, Clone, Default)]
 pub struct PromptOptions {
+    /// The prompt's id; random when `None`. Choosing it lets a caller record it before
+    /// posting, so a crash in between cannot lose track of a queued prompt.
+    pub prompt_id: Option<String>,
     /// Jump the server's queue.
     pub front: bool,
     /// Stored with the item; `extra_pnginfo` ends up in saved PNGs.
@@ -506,7 +509,10 @@ impl ComfyClient {
     ) -> Result<Job, ComfyError> {
         self.wait_connected().await?;
         let shared = self.shared().clone();
-        let prompt_id = uuid::Uuid::new_v4().to_string();
+        let prompt_id = options
+            .prompt_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let subscription = shared.router.subscribe(&prompt_id);
         match self
             .post_prompt(workflow.as_map(), &prompt_id, &options)
@@ -534,6 +540,26 @@ impl ComfyClient {
                 Err(e)
             }
         }
+    }
+
+    /// Follows a prompt queued earlier (by this client id, possibly before a restart): its
+    /// events if it still runs, its outcome from history if it ended, `Lost` if the server no
+    /// longer knows it.
+    pub async fn attach(&self, prompt_id: &str) -> Result<Job, ComfyError> {
+        self.wait_connected().await?;
+        let shared = self.shared().clone();
+        let subscription = shared.router.subscribe(prompt_id);
+        shared.router.mark_posted(prompt_id, subscription.epoch);
+        shared
+            .tracker
+            .spawn(ws::reconcile(shared.clone(), Some(prompt_id.to_string())));
+        Ok(Job::new(
+            prompt_id.to_string(),
+            0.0,
+            Vec::new(),
+            subscription,
+            shared,
+        ))
     }
 
     /// `POST /prompt`. Not retried: a retry could queue the prompt twice.

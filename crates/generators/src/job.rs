@@ -72,12 +72,16 @@ pub enum JobState {
     /// In our queue.
     Waiting,
     /// Given to a backend (uploading inputs, or queued inside it).
-    Running { backend: String },
+    Running {
+        backend: String,
+    },
     /// Done; outputs saved; not yet shown to the user.
     Finished,
     /// Shown to the user: nothing more to do.
     Delivered,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     Cancelled,
 }
 
@@ -88,7 +92,10 @@ impl JobState {
     }
 
     pub fn is_terminal(&self) -> bool {
-        matches!(self, JobState::Delivered | JobState::Failed { .. } | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Delivered | JobState::Failed { .. } | JobState::Cancelled
+        )
     }
 
     pub fn name(&self) -> &'static str {

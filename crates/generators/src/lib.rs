@@ -4,9 +4,19 @@
 //!
 //! No Discord types: a job's origin is plain ids.
 
+pub mod comfy;
+pub mod fair_queue;
+pub mod generator;
 pub mod job;
 pub mod journal;
 pub mod outputs;
+pub mod scheduler;
 
+pub use comfy::{plan_for, progress_update, ComfyGenerator};
+pub use generator::{GenEvent, GenJob, GenOutcome, Generator, Probe, RunControl};
 pub use job::{InputFile, JobId, JobRecord, JobSpec, JobState, Origin, OutputKind, SavedOutput};
 pub use journal::{Journal, JournalError, MemoryJournal, SqliteJournal};
+pub use scheduler::{
+    BackendStatus, CancelError, JobPlace, Notice, Scheduler, SchedulerConfig, SchedulerStatus,
+    SubmitError,
+};

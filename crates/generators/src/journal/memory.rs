@@ -26,14 +26,20 @@ impl MemoryJournal {
         MemoryJournal::default()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> Result<T, JournalError>) -> Result<T, JournalError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)
     }
 }
 
 fn job<'a>(inner: &'a mut Inner, id: &JobId) -> Result<&'a mut JobRecord, JournalError> {
-    inner.jobs.get_mut(id).ok_or_else(|| JournalError::UnknownJob(id.clone()))
+    inner
+        .jobs
+        .get_mut(id)
+        .ok_or_else(|| JournalError::UnknownJob(id.clone()))
 }
 
 impl Journal for MemoryJournal {
@@ -52,7 +58,9 @@ impl Journal for MemoryJournal {
             let r = job(i, id)?;
             match state {
                 JobState::Running { .. } if r.started_ms.is_none() => r.started_ms = Some(at_ms),
-                JobState::Finished | JobState::Failed { .. } | JobState::Cancelled => r.finished_ms = Some(at_ms),
+                JobState::Finished | JobState::Failed { .. } | JobState::Cancelled => {
+                    r.finished_ms = Some(at_ms)
+                }
                 _ => {}
             }
             r.state = state.clone();
@@ -60,7 +68,12 @@ impl Journal for MemoryJournal {
         })
     }
 
-    fn set_remote(&self, id: &JobId, remote_id: Option<&str>, attempts: u32) -> Result<(), JournalError> {
+    fn set_remote(
+        &self,
+        id: &JobId,
+        remote_id: Option<&str>,
+        attempts: u32,
+    ) -> Result<(), JournalError> {
         self.with(|i| {
             let r = job(i, id)?;
             r.remote_id = remote_id.map(str::to_string);
@@ -108,9 +121,19 @@ impl Journal for MemoryJournal {
         })
     }
 
-    fn recent_for_owner(&self, owner: u64, limit: usize, offset: usize) -> Result<Vec<JobRecord>, JournalError> {
+    fn recent_for_owner(
+        &self,
+        owner: u64,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<JobRecord>, JournalError> {
         self.with(|i| {
-            let mut v: Vec<JobRecord> = i.jobs.values().filter(|r| r.origin.owner == owner).cloned().collect();
+            let mut v: Vec<JobRecord> = i
+                .jobs
+                .values()
+                .filter(|r| r.origin.owner == owner)
+                .cloned()
+                .collect();
             v.sort_by_key(|r| std::cmp::Reverse(r.seq));
             Ok(v.into_iter().skip(offset).take(limit).collect())
         })

@@ -33,7 +33,12 @@ pub trait Journal: Send + Sync + 'static {
     /// Finished/Failed/Cancelled.
     fn set_state(&self, id: &JobId, state: &JobState, at_ms: i64) -> Result<(), JournalError>;
     /// The backend's id for the job, once submitted there (and the attempt count).
-    fn set_remote(&self, id: &JobId, remote_id: Option<&str>, attempts: u32) -> Result<(), JournalError>;
+    fn set_remote(
+        &self,
+        id: &JobId,
+        remote_id: Option<&str>,
+        attempts: u32,
+    ) -> Result<(), JournalError>;
     /// Saved outputs and the move to Finished, in one step.
     fn finish(&self, id: &JobId, outputs: &[SavedOutput], at_ms: i64) -> Result<(), JournalError>;
     /// Marks a finished job delivered. Returns false if it already was: the caller must not
@@ -43,7 +48,12 @@ pub trait Journal: Send + Sync + 'static {
     /// Jobs that are waiting, running, or finished but not delivered, in submission order.
     fn unfinished(&self) -> Result<Vec<JobRecord>, JournalError>;
     /// One user's jobs, newest first.
-    fn recent_for_owner(&self, owner: u64, limit: usize, offset: usize) -> Result<Vec<JobRecord>, JournalError>;
+    fn recent_for_owner(
+        &self,
+        owner: u64,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<JobRecord>, JournalError>;
     /// A small key-value store for process-wide values (e.g. each backend's stable client id).
     fn meta_get(&self, key: &str) -> Result<Option<String>, JournalError>;
     fn meta_set(&self, key: &str, value: &str) -> Result<(), JournalError>;

@@ -1,0 +1,943 @@
+//! The scheduler: a fair queue in front of the backends.
+//!
+//! One actor task owns all state; the [`Scheduler`] handle talks to it over a channel. It
+//! dispatches each user's oldest job in round-robin order to the least-loaded healthy backend
+//! that can run the workflow (at most `max_inflight_per_backend` each), keeps every waiting
+//! job's position current, cancels in every state, probes backend health, retries a job once
+//! elsewhere when its backend fails, and journals every step so a restart resumes everything.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use progress::{JobPlan, Update};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use validation::{Limiter, LimitsConfig, Refusal};
+
+use crate::fair_queue::FairQueue;
+use crate::generator::{GenEvent, GenJob, GenOutcome, Generator, Probe, RunControl};
+use crate::job::{now_ms, JobId, JobRecord, JobSpec, JobState, Origin, SavedOutput};
+use crate::journal::{Journal, JournalError};
+
+/// Notices queued for the front-end before the actor waits for it to catch up.
+const NOTICE_BUFFER: usize = 4096;
+const COMMAND_BUFFER: usize = 256;
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Jobs given to one backend at once; 1 keeps positions and cancels exact.
+    pub max_inflight_per_backend: usize,
+    /// Backend attempts per job: 2 means one retry on another backend.
+    pub max_attempts: u32,
+    pub health_interval: Duration,
+    pub health_max_backoff: Duration,
+    /// Failed probes in a row before a backend is taken out of rotation.
+    pub down_after_failures: u32,
+    pub limits: LimitsConfig,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            max_inflight_per_backend: 1,
+            max_attempts: 2,
+            health_interval: Duration::from_secs(10),
+            health_max_backoff: Duration::from_secs(60),
+            down_after_failures: 2,
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// What happened to a job, for the front-end. Look the job up in the journal for its origin.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    Queued {
+        id: JobId,
+        position: usize,
+    },
+    Started {
+        id: JobId,
+        backend: String,
+    },
+    Plan {
+        id: JobId,
+        plan: JobPlan,
+    },
+    Progress {
+        id: JobId,
+        update: Update,
+    },
+    Retrying {
+        id: JobId,
+        reason: String,
+    },
+    /// Outputs saved; show them, then call [`Scheduler::delivered`].
+    Finished {
+        id: JobId,
+        outputs: Vec<SavedOutput>,
+    },
+    Failed {
+        id: JobId,
+        reason: String,
+    },
+    Cancelled {
+        id: JobId,
+    },
+}
+
+impl Notice {
+    pub fn id(&self) -> &JobId {
+        match self {
+            Notice::Queued { id, .. }
+            | Notice::Started { id, .. }
+            | Notice::Plan { id, .. }
+            | Notice::Progress { id, .. }
+            | Notice::Retrying { id, .. }
+            | Notice::Finished { id, .. }
+            | Notice::Failed { id, .. }
+            | Notice::Cancelled { id } => id,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// Every backend answered, and none has what the workflow needs.
+    #[error("no backend can run workflow {workflow} right now (missing nodes or model files); an admin can run `comfycord check`")]
+    NoBackend { workflow: String },
+    #[error("the scheduler has stopped")]
+    Closed,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CancelError {
+    #[error("there is no job {0}")]
+    NotFound(JobId),
+    #[error("only the person who started this job or an admin can cancel it")]
+    NotOwner,
+    #[error("this job is already {0}")]
+    AlreadyOver(&'static str),
+    #[error("the scheduler has stopped")]
+    Closed,
+}
+
+/// One backend as `/status` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendStatus {
+    pub name: String,
+    pub healthy: bool,
+    pub inflight: usize,
+    pub queue_remaining: u64,
+    pub detail: String,
+    pub workflows: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulerStatus {
+    pub backends: Vec<BackendStatus>,
+    pub waiting: usize,
+    pub running: usize,
+    pub paused: bool,
+}
+
+/// Where one of a user's jobs is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobPlace {
+    Waiting { position: usize },
+    Running { backend: String },
+}
+
+enum Command {
+    Submit {
+        spec: JobSpec,
+        origin: Origin,
+        is_admin: bool,
+        reply: oneshot::Sender<Result<JobId, SubmitError>>,
+    },
+    Cancel {
+        id: JobId,
+        requester: u64,
+        is_admin: bool,
+        reply: oneshot::Sender<Result<(), CancelError>>,
+    },
+    Delivered {
+        id: JobId,
+        reply: oneshot::Sender<Result<bool, JournalError>>,
+    },
+    Status {
+        reply: oneshot::Sender<SchedulerStatus>,
+    },
+    Places {
+        owner: u64,
+        reply: oneshot::Sender<Vec<(JobId, JobPlace)>>,
+    },
+    Pause(bool),
+    /// Cancels every waiting job; returns how many.
+    Clear {
+        reply: oneshot::Sender<usize>,
+    },
+}
+
+enum Internal {
+    Gen {
+        id: JobId,
+        event: GenEvent,
+    },
+    Done {
+        id: JobId,
+        outcome: GenOutcome,
+    },
+    Health {
+        backend: usize,
+        result: Result<Probe, String>,
+    },
+}
+
+/// A clonable handle to the scheduler task.
+#[derive(Clone, Debug)]
+pub struct Scheduler {
+    commands: mpsc::Sender<Command>,
+}
+
+async fn ask<T>(
+    tx: &mpsc::Sender<Command>,
+    make: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Option<T> {
+    let (reply, rx) = oneshot::channel();
+    tx.send(make(reply)).await.ok()?;
+    rx.await.ok()
+}
+
+impl Scheduler {
+    /// Restores unfinished jobs from the journal and starts the scheduler and one health
+    /// prober per backend, all owned by `tracker` and stopped by `cancel`. On stop, running
+    /// jobs are left running on their backends and resumed by the next start.
+    pub fn start(
+        config: SchedulerConfig,
+        backends: Vec<Arc<dyn Generator>>,
+        journal: Arc<dyn Journal>,
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<(Scheduler, mpsc::Receiver<Notice>), JournalError> {
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_BUFFER);
+        let (notice_tx, notice_rx) = mpsc::channel(NOTICE_BUFFER);
+        let (internal_tx, internal_rx) = mpsc::channel(NOTICE_BUFFER);
+        let restored = journal.unfinished()?;
+        for (index, gen) in backends.iter().enumerate() {
+            tracker.spawn(health_loop(
+                index,
+                gen.clone(),
+                config.clone(),
+                internal_tx.clone(),
+                cancel.clone(),
+            ));
+        }
+        let mut actor = Actor {
+            limiter: Limiter::new(config.limits.clone()),
+            config,
+            backends: backends
+                .into_iter()
+                .map(|gen| Backend {
+                    gen,
+                    healthy: false,
+                    failures: 0,
+                    probe: None,
+                    inflight: HashSet::new(),
+                })
+                .collect(),
+            journal,
+            queue: FairQueue::new(),
+            waiting: HashMap::new(),
+            running: HashMap::new(),
+            last_positions: HashMap::new(),
+            notices: notice_tx,
+            internal: internal_tx,
+            tracker: tracker.clone(),
+            paused: false,
+        };
+        actor.restore(restored);
+        tracker.spawn(actor.run(cmd_rx, internal_rx, cancel));
+        Ok((Scheduler { commands: cmd_tx }, notice_rx))
+    }
+
+    /// Queues a job after the limits allow it. Admins bypass limits.
+    pub async fn submit(
+        &self,
+        spec: JobSpec,
+        origin: Origin,
+        is_admin: bool,
+    ) -> Result<JobId, SubmitError> {
+        ask(&self.commands, |reply| Command::Submit {
+            spec,
+            origin,
+            is_admin,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(SubmitError::Closed))
+    }
+
+    /// Cancels a waiting or running job. Only its owner or an admin may.
+    pub async fn cancel(
+        &self,
+        id: &JobId,
+        requester: u64,
+        is_admin: bool,
+    ) -> Result<(), CancelError> {
+        ask(&self.commands, |reply| Command::Cancel {
+            id: id.clone(),
+            requester,
+            is_admin,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(CancelError::Closed))
+    }
+
+    /// Records that a finished job was shown to its user; false if it already had been.
+    pub async fn delivered(&self, id: &JobId) -> Result<bool, JournalError> {
+        ask(&self.commands, |reply| Command::Delivered {
+            id: id.clone(),
+            reply,
+        })
+        .await
+        .unwrap_or(Ok(false))
+    }
+
+    pub async fn status(&self) -> Option<SchedulerStatus> {
+        ask(&self.commands, |reply| Command::Status { reply }).await
+    }
+
+    /// One user's waiting and running jobs with their places.
+    pub async fn places(&self, owner: u64) -> Vec<(JobId, JobPlace)> {
+        ask(&self.commands, |reply| Command::Places { owner, reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Stops (or restarts) dispatching; waiting jobs stay queued.
+    pub async fn pause(&self, paused: bool) {
+        let _ = self.commands.send(Command::Pause(paused)).await;
+    }
+
+    /// Cancels every waiting job (running ones continue); returns how many were removed.
+    pub async fn clear(&self) -> usize {
+        ask(&self.commands, |reply| Command::Clear { reply })
+            .await
+            .unwrap_or(0)
+    }
+}
+
+async fn health_loop(
+    index: usize,
+    gen: Arc<dyn Generator>,
+    config: SchedulerConfig,
+    internal: mpsc::Sender<Internal>,
+    cancel: CancellationToken,
+) {
+    let mut failures: u32 = 0;
+    loop {
+        let result = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = gen.probe() => r,
+        };
+        let wait = if result.is_ok() {
+            failures = 0;
+            config.health_interval
+        } else {
+            failures += 1;
+            // Back off while it is down, but keep looking so it comes back into rotation.
+            config
+                .health_interval
+                .saturating_mul(1u32 << failures.min(6))
+                .min(config.health_max_backoff)
+                .max(config.health_interval)
+        };
+        if internal
+            .send(Internal::Health {
+                backend: index,
+                result,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+struct Backend {
+    gen: Arc<dyn Generator>,
+    healthy: bool,
+    failures: u32,
+    probe: Option<Probe>,
+    inflight: HashSet<JobId>,
+}
+
+impl Backend {
+    fn can_take(&self, workflow: &str, max_inflight: usize) -> bool {
+        self.healthy && self.inflight.len() < max_inflight && self.fits(workflow)
+    }
+
+    fn fits(&self, workflow: &str) -> bool {
+        self.probe
+            .as_ref()
+            .is_some_and(|p| p.workflows.contains(workflow))
+    }
+
+    fn load(&self) -> (usize, u64) {
+        (
+            self.inflight.len(),
+            self.probe.as_ref().map_or(0, |p| p.queue_remaining),
+        )
+    }
+}
+
+struct Waiting {
+    record: JobRecord,
+    /// The backend that just failed it, not to be used for the retry.
+    excluded: Option<usize>,
+}
+
+struct Running {
+    record: JobRecord,
+    backend: usize,
+    control: RunControl,
+    /// Abandoned because its backend went down: retry rather than report.
+    backend_lost: bool,
+}
+
+struct Actor {
+    config: SchedulerConfig,
+    limiter: Limiter,
+    backends: Vec<Backend>,
+    journal: Arc<dyn Journal>,
+    queue: FairQueue,
+    waiting: HashMap<JobId, Waiting>,
+    running: HashMap<JobId, Running>,
+    last_positions: HashMap<JobId, usize>,
+    notices: mpsc::Sender<Notice>,
+    internal: mpsc::Sender<Internal>,
+    tracker: TaskTracker,
+    paused: bool,
+}
+
+impl Actor {
+    fn journal_log(&self, what: &str, r: Result<(), JournalError>) {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "job journal: {what}");
+        }
+    }
+
+    /// Important notices wait for room; progress and positions are dropped when the
+    /// front-end lags (they are superseded by the next ones anyway).
+    async fn notify(&self, n: Notice) {
+        let _ = self.notices.send(n).await;
+    }
+
+    fn notify_lossy(&self, n: Notice) {
+        let _ = self.notices.try_send(n);
+    }
+
+    fn restore(&mut self, records: Vec<JobRecord>) {
+        for rec in records {
+            match rec.state.clone() {
+                JobState::Waiting => self.enqueue(rec, None, false),
+                JobState::Running { backend } => {
+                    let index = self.backends.iter().position(|b| b.gen.name() == backend);
+                    match (index, rec.remote_id.clone()) {
+                        (Some(b), Some(remote)) => {
+                            tracing::info!(job = %rec.id, backend, "resuming job after restart");
+                            self.start_run(rec, b, Some(remote));
+                        }
+                        _ => {
+                            // Never reached the backend, or the backend is gone from the config.
+                            self.journal_log(
+                                "requeue",
+                                self.journal
+                                    .set_state(&rec.id, &JobState::Waiting, now_ms()),
+                            );
+                            self.enqueue(rec, None, false);
+                        }
+                    }
+                }
+                JobState::Finished => {
+                    self.notify_lossy(Notice::Finished {
+                        id: rec.id.clone(),
+                        outputs: rec.outputs.clone(),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn enqueue(&mut self, record: JobRecord, excluded: Option<usize>, front: bool) {
+        let owner = record.origin.owner;
+        let id = record.id.clone();
+        if front {
+            self.queue.push_front(owner, id.clone());
+        } else {
+            self.queue.push(owner, id.clone());
+        }
+        self.waiting.insert(id, Waiting { record, excluded });
+    }
+
+    fn pending_for(&self, owner: u64) -> usize {
+        self.queue.count_for(owner)
+            + self
+                .running
+                .values()
+                .filter(|r| r.record.origin.owner == owner)
+                .count()
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut internal: mpsc::Receiver<Internal>,
+        cancel: CancellationToken,
+    ) {
+        self.dispatch();
+        self.publish_positions();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                Some(cmd) = commands.recv() => self.command(cmd).await,
+                Some(msg) = internal.recv() => self.internal(msg).await,
+                else => break,
+            }
+            self.dispatch();
+            self.publish_positions();
+        }
+        // Leave running jobs on their backends; the journal says where to find them.
+        for r in self.running.values() {
+            r.control.abandon.cancel();
+        }
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Submit {
+                spec,
+                origin,
+                is_admin,
+                reply,
+            } => {
+                let _ = reply.send(self.submit(spec, origin, is_admin));
+            }
+            Command::Cancel {
+                id,
+                requester,
+                is_admin,
+                reply,
+            } => {
+                let r = self.cancel(&id, requester, is_admin).await;
+                let _ = reply.send(r);
+            }
+            Command::Delivered { id, reply } => {
+                let _ = reply.send(self.journal.mark_delivered(&id));
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Places { owner, reply } => {
+                let positions: HashMap<JobId, usize> = self.queue.positions().into_iter().collect();
+                let mut out: Vec<(JobId, JobPlace)> = self
+                    .running
+                    .iter()
+                    .filter(|(_, r)| r.record.origin.owner == owner)
+                    .map(|(id, r)| {
+                        (
+                            id.clone(),
+                            JobPlace::Running {
+                                backend: self.backends[r.backend].gen.name().to_string(),
+                            },
+                        )
+                    })
+                    .collect();
+                let mut waiting: Vec<(JobId, JobPlace)> = self
+                    .queue
+                    .iter()
+                    .filter(|(u, _)| *u == owner)
+                    .map(|(_, id)| {
+                        (
+                            id.clone(),
+                            JobPlace::Waiting {
+                                position: positions.get(id).copied().unwrap_or(0),
+                            },
+                        )
+                    })
+                    .collect();
+                waiting.sort_by_key(|(_, p)| match p {
+                    JobPlace::Waiting { position } => *position,
+                    JobPlace::Running { .. } => 0,
+                });
+                out.extend(waiting);
+                let _ = reply.send(out);
+            }
+            Command::Pause(p) => self.paused = p,
+            Command::Clear { reply } => {
+                let ids: Vec<JobId> = self.queue.iter().map(|(_, id)| id.clone()).collect();
+                for id in &ids {
+                    self.queue.remove(id);
+                    self.waiting.remove(id);
+                    self.journal_log(
+                        "clear",
+                        self.journal.set_state(id, &JobState::Cancelled, now_ms()),
+                    );
+                    self.notify(Notice::Cancelled { id: id.clone() }).await;
+                }
+                let _ = reply.send(ids.len());
+            }
+        }
+    }
+
+    fn submit(
+        &mut self,
+        spec: JobSpec,
+        origin: Origin,
+        is_admin: bool,
+    ) -> Result<JobId, SubmitError> {
+        let all_probed = self.backends.iter().all(|b| b.probe.is_some());
+        if all_probed && !self.backends.iter().any(|b| b.fits(&spec.workflow)) {
+            return Err(SubmitError::NoBackend {
+                workflow: spec.workflow,
+            });
+        }
+        let depth = self.queue.len() + self.running.len();
+        self.limiter.admit(
+            origin.owner,
+            is_admin,
+            self.pending_for(origin.owner),
+            depth,
+        )?;
+        let mut record = JobRecord {
+            id: JobId::new(),
+            seq: 0,
+            spec,
+            origin,
+            state: JobState::Waiting,
+            remote_id: None,
+            outputs: Vec::new(),
+            attempts: 0,
+            created_ms: now_ms(),
+            started_ms: None,
+            finished_ms: None,
+        };
+        record.seq = self.journal.insert(&record)?;
+        let id = record.id.clone();
+        self.enqueue(record, None, false);
+        Ok(id)
+    }
+
+    async fn cancel(
+        &mut self,
+        id: &JobId,
+        requester: u64,
+        is_admin: bool,
+    ) -> Result<(), CancelError> {
+        let allowed = |owner: u64| is_admin || owner == requester;
+        if let Some(w) = self.waiting.get(id) {
+            if !allowed(w.record.origin.owner) {
+                return Err(CancelError::NotOwner);
+            }
+            self.queue.remove(id);
+            self.waiting.remove(id);
+            self.last_positions.remove(id);
+            self.journal_log(
+                "cancel",
+                self.journal.set_state(id, &JobState::Cancelled, now_ms()),
+            );
+            self.notify(Notice::Cancelled { id: id.clone() }).await;
+            return Ok(());
+        }
+        if let Some(r) = self.running.get(id) {
+            if !allowed(r.record.origin.owner) {
+                return Err(CancelError::NotOwner);
+            }
+            // The generator deletes or interrupts it on the backend; its outcome follows.
+            r.control.cancel.cancel();
+            return Ok(());
+        }
+        match self.journal.get(id) {
+            Ok(Some(rec)) if !allowed(rec.origin.owner) => Err(CancelError::NotOwner),
+            Ok(Some(rec)) => Err(CancelError::AlreadyOver(rec.state.name())),
+            _ => Err(CancelError::NotFound(id.clone())),
+        }
+    }
+
+    fn status(&self) -> SchedulerStatus {
+        SchedulerStatus {
+            backends: self
+                .backends
+                .iter()
+                .map(|b| BackendStatus {
+                    name: b.gen.name().to_string(),
+                    healthy: b.healthy,
+                    inflight: b.inflight.len(),
+                    queue_remaining: b.probe.as_ref().map_or(0, |p| p.queue_remaining),
+                    detail: b
+                        .probe
+                        .as_ref()
+                        .map_or_else(|| "not reached yet".into(), |p| p.detail.clone()),
+                    workflows: {
+                        let mut w: Vec<String> = b
+                            .probe
+                            .as_ref()
+                            .map(|p| p.workflows.iter().cloned().collect())
+                            .unwrap_or_default();
+                        w.sort();
+                        w
+                    },
+                })
+                .collect(),
+            waiting: self.queue.len(),
+            running: self.running.len(),
+            paused: self.paused,
+        }
+    }
+
+    /// Gives jobs to backends while any can take one.
+    fn dispatch(&mut self) {
+        if self.paused {
+            return;
+        }
+        let max = self.config.max_inflight_per_backend;
+        loop {
+            let backends = &self.backends;
+            let waiting = &self.waiting;
+            let pick = |id: &JobId| -> Option<usize> {
+                let w = waiting.get(id)?;
+                backends
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, b)| {
+                        Some(*i) != w.excluded && b.can_take(&w.record.spec.workflow, max)
+                    })
+                    .min_by_key(|(_, b)| b.load())
+                    .map(|(i, _)| i)
+            };
+            let Some((_, id)) = self.queue.pop_next(|id| pick(id).is_some()) else {
+                return;
+            };
+            let Some(backend) = pick(&id) else { return };
+            let Some(w) = self.waiting.remove(&id) else {
+                continue;
+            };
+            self.last_positions.remove(&id);
+            self.start_run(w.record, backend, None);
+        }
+    }
+
+    fn start_run(&mut self, mut record: JobRecord, backend: usize, remote_id: Option<String>) {
+        let name = self.backends[backend].gen.name().to_string();
+        let id = record.id.clone();
+        let state = JobState::Running {
+            backend: name.clone(),
+        };
+        if remote_id.is_none() {
+            record.attempts += 1;
+            self.journal_log(
+                "attempt",
+                self.journal.set_remote(&id, None, record.attempts),
+            );
+        }
+        self.journal_log("start", self.journal.set_state(&id, &state, now_ms()));
+        record.state = state;
+        let control = RunControl::default();
+        let job = GenJob {
+            id: id.clone(),
+            spec: record.spec.clone(),
+            remote_id,
+            created_ms: record.created_ms,
+        };
+        let (ev_tx, mut ev_rx) = mpsc::channel(256);
+        let run = self.backends[backend].gen.run(job, ev_tx, control.clone());
+        let internal = self.internal.clone();
+        let job_id = id.clone();
+        self.tracker.spawn(async move {
+            let forward = async {
+                while let Some(event) = ev_rx.recv().await {
+                    if internal
+                        .send(Internal::Gen {
+                            id: job_id.clone(),
+                            event,
+                        })
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            };
+            let (outcome, ()) = tokio::join!(run, forward);
+            let _ = internal
+                .send(Internal::Done {
+                    id: job_id,
+                    outcome,
+                })
+                .await;
+        });
+        self.backends[backend].inflight.insert(id.clone());
+        self.running.insert(
+            id.clone(),
+            Running {
+                record,
+                backend,
+                control,
+                backend_lost: false,
+            },
+        );
+        self.notify_lossy(Notice::Started { id, backend: name });
+    }
+
+    async fn internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Gen { id, event } => match event {
+                GenEvent::Submitting { remote_id } => {
+                    if let Some(r) = self.running.get_mut(&id) {
+                        r.record.remote_id = Some(remote_id.clone());
+                        let attempts = r.record.attempts;
+                        self.journal_log(
+                            "remote id",
+                            self.journal.set_remote(&id, Some(&remote_id), attempts),
+                        );
+                    }
+                }
+                GenEvent::Plan(plan) => self.notify_lossy(Notice::Plan { id, plan }),
+                GenEvent::Progress(update) => self.notify_lossy(Notice::Progress { id, update }),
+            },
+            Internal::Done { id, outcome } => self.finished(id, outcome).await,
+            Internal::Health { backend, result } => self.health(backend, result),
+        }
+    }
+
+    async fn finished(&mut self, id: JobId, outcome: GenOutcome) {
+        let Some(run) = self.running.remove(&id) else {
+            return;
+        };
+        let backend_name = self.backends[run.backend].gen.name().to_string();
+        self.backends[run.backend].inflight.remove(&id);
+        let outcome = match outcome {
+            GenOutcome::Abandoned if run.backend_lost => GenOutcome::Failed {
+                reason: format!("backend {backend_name} stopped answering"),
+                retryable: true,
+            },
+            other => other,
+        };
+        match outcome {
+            GenOutcome::Succeeded(outputs) => {
+                self.journal_log("finish", self.journal.finish(&id, &outputs, now_ms()));
+                self.notify(Notice::Finished { id, outputs }).await;
+            }
+            GenOutcome::Failed { reason, retryable } => {
+                let workflow = &run.record.spec.workflow;
+                let elsewhere = self
+                    .backends
+                    .iter()
+                    .enumerate()
+                    .any(|(i, b)| i != run.backend && b.fits(workflow));
+                if retryable && run.record.attempts < self.config.max_attempts && elsewhere {
+                    tracing::warn!(job = %id, backend = backend_name, %reason, "retrying on another backend");
+                    let mut record = run.record;
+                    record.state = JobState::Waiting;
+                    record.remote_id = None;
+                    self.journal_log(
+                        "retry",
+                        self.journal.set_state(&id, &JobState::Waiting, now_ms()),
+                    );
+                    self.journal_log("retry", self.journal.set_remote(&id, None, record.attempts));
+                    self.enqueue(record, Some(run.backend), true);
+                    self.notify(Notice::Retrying {
+                        id,
+                        reason: format!("{reason}; trying another backend"),
+                    })
+                    .await;
+                } else {
+                    let reason = if retryable && !elsewhere && self.backends.len() > 1 {
+                        format!("{reason} (no other backend can run {workflow})")
+                    } else {
+                        reason
+                    };
+                    self.journal_log(
+                        "fail",
+                        self.journal.set_state(
+                            &id,
+                            &JobState::Failed {
+                                reason: reason.clone(),
+                            },
+                            now_ms(),
+                        ),
+                    );
+                    self.notify(Notice::Failed { id, reason }).await;
+                }
+            }
+            GenOutcome::Cancelled => {
+                self.journal_log(
+                    "cancelled",
+                    self.journal.set_state(&id, &JobState::Cancelled, now_ms()),
+                );
+                self.notify(Notice::Cancelled { id }).await;
+            }
+            GenOutcome::Abandoned => {
+                // Shutdown: the journal still says Running, so the next start resumes it.
+            }
+        }
+    }
+
+    fn health(&mut self, index: usize, result: Result<Probe, String>) {
+        let down_after = self.config.down_after_failures.max(1);
+        let b = &mut self.backends[index];
+        match result {
+            Ok(probe) => {
+                if !b.healthy {
+                    tracing::info!(
+                        backend = b.gen.name(),
+                        detail = probe.detail,
+                        "backend healthy"
+                    );
+                }
+                b.healthy = true;
+                b.failures = 0;
+                b.probe = Some(probe);
+            }
+            Err(e) => {
+                b.failures += 1;
+                if b.healthy && b.failures >= down_after {
+                    tracing::warn!(backend = b.gen.name(), error = %e, "backend down; its jobs move elsewhere");
+                    b.healthy = false;
+                    for id in b.inflight.clone() {
+                        if let Some(r) = self.running.get_mut(&id) {
+                            r.backend_lost = true;
+                            r.control.abandon.cancel();
+                        }
+                    }
+                } else if b.failures == 1 {
+                    tracing::debug!(backend = b.gen.name(), error = %e, "backend probe failed");
+                }
+            }
+        }
+    }
+
+    fn publish_positions(&mut self) {
+        for (id, pos) in self.queue.positions() {
+            if self.last_positions.get(&id) != Some(&pos) {
+                self.last_positions.insert(id.clone(), pos);
+                self.notify_lossy(Notice::Queued { id, position: pos });
+            }
+        }
+    }
+}
