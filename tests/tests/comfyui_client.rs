@@ -530,7 +530,7 @@ async fn upscale_model_and_lora_workflows() {
         .unwrap();
     let up = catalog.get("upscale").unwrap();
     let values: Map<String, Value> = serde_json::from_value(json!({
-        "image": uploaded.load_image_name(), "model": TINY_UPSCALER, "rescale": 0.5
+        "image": uploaded.load_image_name(), "model": TINY_UPSCALER, "target_width": 80, "target_height": 48
     }))
     .unwrap();
     let patched = up
@@ -545,7 +545,7 @@ async fn upscale_model_and_lora_workflows() {
         panic!()
     };
     let bytes = client.download(&out.files[0].file, None).await.unwrap();
-    // A 4x model, then half: 2x in all.
+    // A 4x model, then resized to exactly the 2x the user asked for.
     assert_eq!(image_size(&bytes), (80, 48));
 
     let lora = catalog.get("txt2img_lora").unwrap();

@@ -51,7 +51,28 @@ fn sleep_catalog() -> Arc<Catalog> {
         .to_string(),
     )
     .unwrap();
-    Arc::new(Catalog::load_dir(&dir).unwrap().0)
+    // A repo workflow with an input image, and an animation.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
+    for f in ["scale_image.json", "scale_image.manifest.json"] {
+        std::fs::copy(repo.join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.join("animate.json"),
+        json!({
+            "1": {"class_type": "EmptyImage", "inputs": {"width": 16, "height": 16, "batch_size": 4, "color": 0}},
+            "2": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["1", 0], "filename_prefix": "anim", "fps": 6.0, "lossless": true, "quality": 80, "method": "default"}}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("animate.manifest.json"),
+        json!({"kind": "video", "params": {"frames": {"type": "int", "node": "1", "input": "batch_size", "default": 4, "min": 2, "max": 16}}}).to_string(),
+    )
+    .unwrap();
+    let (catalog, errors) = Catalog::load_dir(&dir).unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    Arc::new(catalog)
 }
 
 fn spec(seconds: f64, color: u64) -> JobSpec {
@@ -106,7 +127,7 @@ fn client_config(url: &str, client_id: &str) -> ClientConfig {
     c.retry_base_delay = Duration::from_millis(10);
     c.reconnect_max_delay = Duration::from_millis(100);
     c.request_timeout = Duration::from_secs(2);
-    c.connect_wait = Duration::from_secs(2);
+    c.connect_wait = Duration::from_secs(10);
     c
 }
 
@@ -186,6 +207,9 @@ impl Rig {
             loop {
                 let n = self.notices.recv().await.expect("notices open");
                 let done = pred(&n);
+                if let (false, Notice::Failed { reason, .. }) = (done, &n) {
+                    panic!("unexpected failure while waiting for {what}: {reason}");
+                }
                 seen.push(n);
                 if done {
                     return seen;
@@ -293,6 +317,63 @@ async fn jobs_finish_with_saved_outputs_and_deliver_once() {
 }
 
 #[tokio::test]
+async fn input_images_are_uploaded_to_the_backend_that_runs_the_job() {
+    let mut r = rig(2, config(), Arc::new(MemoryJournal::new())).await;
+    let input = r.out.join("in.png");
+    std::fs::write(&input, tests::fake_comfyui::tiny_png(30, 20)).unwrap();
+    let mut values = Map::new();
+    values.insert("image".into(), json!("pending.png"));
+    values.insert("factor".into(), json!(2.0));
+    let spec = JobSpec {
+        workflow: "scale_image".into(),
+        values,
+        inputs: vec![generators::InputFile {
+            param: "image".into(),
+            path: input,
+            mime: "image/png".into(),
+        }],
+        parent: None,
+    };
+    r.scheduler.submit(spec, origin(1), false).await.unwrap();
+    let seen = r.until("finished", |n| matches!(n, Notice::Finished { .. } | Notice::Failed { .. })).await;
+    let backend = seen
+        .iter()
+        .find_map(|n| match n {
+            Notice::Started { backend, .. } => Some(backend.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let Some(Notice::Finished { outputs, .. }) = seen.last() else { panic!("{seen:?}") };
+    let img = image::open(&outputs[0].path).unwrap();
+    assert_eq!((img.width(), img.height()), (60, 40));
+    // The upload went to the backend that ran the job, and only there.
+    let ran_on: usize = backend.trim_start_matches('b').parse().unwrap();
+    for (i, fake) in r.fakes.iter().enumerate() {
+        let uploads = fake.requests().iter().filter(|q| q.path.ends_with("/upload/image")).count();
+        assert_eq!(uploads, usize::from(i == ran_on), "backend b{i}");
+    }
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn animations_are_saved_as_animations() {
+    let mut r = rig(1, config(), Arc::new(MemoryJournal::new())).await;
+    let spec = JobSpec {
+        workflow: "animate".into(),
+        values: Map::new(),
+        inputs: Vec::new(),
+        parent: None,
+    };
+    r.scheduler.submit(spec, origin(1), false).await.unwrap();
+    let seen = r.until("finished", |n| matches!(n, Notice::Finished { .. } | Notice::Failed { .. })).await;
+    let Some(Notice::Finished { outputs, .. }) = seen.last() else { panic!("{seen:?}") };
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(outputs[0].kind, generators::OutputKind::Animation);
+    assert!(outputs[0].path.extension().is_some_and(|e| e == "webp"));
+    r.stop().await;
+}
+
+#[tokio::test]
 async fn limits_and_ownership() {
     let mut cfg = config();
     cfg.limits.max_pending_per_user = 2;
@@ -348,17 +429,17 @@ async fn cancel_waiting_pending_inside_comfyui_and_running() {
     let mut r = rig(1, cfg, Arc::new(MemoryJournal::new())).await;
     let running = r
         .scheduler
-        .submit(spec(500.0, 11), origin(1), false)
+        .submit(spec(3000.0, 11), origin(1), false)
         .await
         .unwrap();
     let pending = r
         .scheduler
-        .submit(spec(500.0, 12), origin(1), false)
+        .submit(spec(3000.0, 12), origin(1), false)
         .await
         .unwrap();
     let waiting = r
         .scheduler
-        .submit(spec(500.0, 13), origin(1), false)
+        .submit(spec(3000.0, 13), origin(1), false)
         .await
         .unwrap();
     // The first two go to the backend (one runs, one waits inside ComfyUI); the third waits here.
@@ -368,30 +449,25 @@ async fn cancel_waiting_pending_inside_comfyui_and_running() {
     )
     .await;
     let fake_url = r.fakes[0].url();
-    let pending_remote = within(10, "second prompt queued in ComfyUI", async {
+    let mut last_seen = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let Some(rec) = r.journal.get(&pending).unwrap() {
-                if let Some(remote) = rec.remote_id {
-                    let q: Value = reqwest::get(format!("{fake_url}/queue"))
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
-                    if q["queue_pending"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|i| i[1] == json!(remote))
-                    {
+                if let Some(remote) = rec.remote_id.clone() {
+                    let q: Value = reqwest::get(format!("{fake_url}/queue")).await.unwrap().json().await.unwrap();
+                    if q["queue_pending"].as_array().unwrap().iter().any(|i| i[1] == json!(remote)) {
                         return remote;
                     }
+                    last_seen = format!("{:?} remote {remote}; queue {q}", rec.state);
+                } else {
+                    last_seen = format!("{:?} without remote id", rec.state);
                 }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
+    let pending_remote = found.unwrap_or_else(|_| panic!("second prompt never pending in ComfyUI: {last_seen}"));
     for id in [&waiting, &pending, &running] {
         r.scheduler.cancel(id, 1, false).await.unwrap();
     }

@@ -158,3 +158,32 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// Most pixels a side an upscale may produce.
+pub const MAX_UPSCALE_SIDE: u32 = 16384;
+
+/// The exact size an upscale by `factor` must end at, whatever the model's own scale is
+/// (the upscale workflow resizes to it after the model).
+pub fn upscale_target(width: u32, height: u32, factor: f64) -> Option<(u32, u32)> {
+    let scale = |x: u32| (f64::from(x) * factor).round();
+    let (w, h) = (scale(width), scale(height));
+    let fits = |v: f64| v >= 1.0 && v <= f64::from(MAX_UPSCALE_SIDE);
+    (factor.is_finite() && factor > 0.0 && fits(w) && fits(h)).then_some((w as u32, h as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upscale_targets() {
+        assert_eq!(upscale_target(40, 24, 2.0), Some((80, 48)));
+        assert_eq!(upscale_target(333, 100, 1.5), Some((500, 150)));
+        assert_eq!(upscale_target(10_000, 10, 2.0), None);
+        assert_eq!(upscale_target(10, 10, 0.0), None);
+        assert_eq!(upscale_target(10, 10, f64::NAN), None);
+        let id = JobId::new();
+        assert_eq!(id.as_str().len(), 16);
+        assert!(id.as_str().chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}

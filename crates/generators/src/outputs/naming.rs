@@ -8,8 +8,13 @@ use std::path::{Path, PathBuf};
 
 /// Most keywords taken from a prompt: more makes names hard to read.
 const MAX_WORDS: usize = 6;
-/// Most characters (not bytes) of the keyword part, well under any file system's name limit.
+/// Most characters of the keyword part, for reading.
 const MAX_CHARS: usize = 48;
+/// Most bytes of the keyword part: with the timestamp, numbering, extension, `.json` and a
+/// temporary suffix, names stay under the usual 255-byte limit even in 4-byte scripts.
+const MAX_BYTES: usize = 120;
+/// Most `-N` suffixes tried for a free name.
+pub(crate) const MAX_COLLISIONS: usize = 10_000;
 /// The stem's keyword part when neither the prompt nor the workflow name gives one.
 const FALLBACK: &str = "output";
 
@@ -73,7 +78,12 @@ fn keywords(text: &str, drop_stop_words: bool) -> String {
         if taken.len() == MAX_WORDS {
             break;
         }
-        let word: String = word.chars().flat_map(char::to_lowercase).collect();
+        // Lowercasing can add a combining mark (`İ` → `i̇`): keep letters and digits only.
+        let word: String = word
+            .chars()
+            .flat_map(char::to_lowercase)
+            .filter(|c| c.is_alphanumeric())
+            .collect();
         if word.chars().all(|c| c.is_ascii_digit())
             || (drop_stop_words && STOP_WORDS.contains(&word.as_str()))
             || taken.contains(&word)
@@ -83,9 +93,14 @@ fn keywords(text: &str, drop_stop_words: bool) -> String {
         let len = word.chars().count();
         if out.is_empty() {
             // A single over-long word (a long unspaced CJK prompt, say) is cut, not dropped.
-            out.extend(word.chars().take(MAX_CHARS));
-            out_chars = len.min(MAX_CHARS);
-        } else if out_chars + 1 + len <= MAX_CHARS {
+            for c in word.chars() {
+                if out_chars == MAX_CHARS || out.len() + c.len_utf8() > MAX_BYTES {
+                    break;
+                }
+                out.push(c);
+                out_chars += 1;
+            }
+        } else if out_chars + 1 + len <= MAX_CHARS && out.len() + 1 + word.len() <= MAX_BYTES {
             out.push('-');
             out.push_str(&word);
             out_chars += 1 + len;
@@ -97,24 +112,32 @@ fn keywords(text: &str, drop_stop_words: bool) -> String {
     out
 }
 
-/// Runs of alphanumeric characters outside `<...>` tags.
+/// Runs of alphanumeric characters outside `<...>` tags (a `<` without a closing `>` is
+/// just a separator).
 fn words_outside_tags(text: &str) -> Vec<String> {
-    let mut depth = 0usize;
     let mut current = String::new();
     let mut words = Vec::new();
-    for c in text.chars().chain(std::iter::once(' ')) {
-        match c {
-            '<' => depth += 1,
-            '>' => depth = depth.saturating_sub(1),
-            c if depth == 0 && c.is_alphanumeric() => {
-                current.push(c);
-                continue;
-            }
-            _ => {}
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
+        if c.is_alphanumeric() {
+            current.push(c);
+            continue;
         }
         if !current.is_empty() {
             words.push(std::mem::take(&mut current));
         }
+        if c == '<' {
+            if let Some(end) = rest
+                .find(['<', '>'])
+                .filter(|&i| rest[i..].starts_with('>'))
+            {
+                rest = &rest[end + 1..];
+            }
+        }
+    }
+    if !current.is_empty() {
+        words.push(current);
     }
     words
 }
@@ -155,10 +178,14 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// Checking first is racy between processes; [`super::save_output`] therefore claims the
 /// name with a hard link that fails rather than replacing a file.
 pub fn unique_path(dir: &Path, stem: &str, index: usize, ext: &str) -> PathBuf {
-    (1..)
+    (1..=MAX_COLLISIONS)
         .map(|n| dir.join(file_name(stem, index, ext, n)))
         .find(|p| std::fs::symlink_metadata(p).is_err())
-        .unwrap_or_else(|| dir.join(file_name(stem, index, ext, 1)))
+        .unwrap_or_else(|| {
+            // Thousands of namesakes: a random suffix instead of counting on.
+            let stem = format!("{stem}-{:08x}", rand::random::<u32>());
+            dir.join(file_name(&stem, index, ext, 1))
+        })
 }
 
 /// The file name for output `index` of `stem` with collision number `n` (1 = none).
@@ -194,6 +221,9 @@ mod tests {
         // Before the epoch, rounding towards minus infinity.
         assert_eq!(utc_timestamp(-1), "19691231-235959");
         assert_eq!(utc_timestamp(-2_208_988_800_000), "19000101-000000");
+        // Absurd times still make a name rather than overflow.
+        assert!(!utc_timestamp(i64::MIN).is_empty());
+        assert!(!utc_timestamp(i64::MAX).is_empty());
     }
 
     #[test]
@@ -242,6 +272,10 @@ mod tests {
 
         let one_word = "x".repeat(100);
         assert_eq!(keywords(&one_word, true).len(), MAX_CHARS);
+        // 4-byte letters are cut by bytes first: 30 of them make 120 bytes.
+        let wide = "\u{20000}".repeat(100);
+        assert_eq!(keywords(&wide, true).chars().count(), 30);
+        assert_eq!(keywords(&wide, true).len(), MAX_BYTES);
     }
 
     #[test]
@@ -252,6 +286,10 @@ mod tests {
             0,
         );
         assert_eq!(stem, "cat-4k-19700101-000000");
+        // An unclosed `<` hides nothing.
+        let stem = output_stem(Some("fox <3 hen <lora:x> owl"), "w", 0);
+        assert_eq!(stem, "fox-hen-owl-19700101-000000");
+        assert_eq!(keywords("İstanbul", true), "istanbul");
     }
 
     #[test]

@@ -6,11 +6,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::AsyncWriteExt;
 
-use super::naming::file_name;
+use super::naming::{file_name, MAX_COLLISIONS};
 use crate::job::OutputKind;
-
-/// Most `-N` suffixes tried before giving up on a free name.
-const MAX_COLLISIONS: usize = 10_000;
 
 /// Why an output could not be saved. Every variant names the path concerned.
 #[derive(Debug, thiserror::Error)]
@@ -48,9 +45,7 @@ impl OutputError {
         // ENOSPC and EDQUOT on Linux; the portable kinds cover the rest where known.
         let raw = source.raw_os_error();
         match source.kind() {
-            io::ErrorKind::StorageFull | io::ErrorKind::FileTooLarge => {
-                OutputError::DiskFull { path, source }
-            }
+            io::ErrorKind::StorageFull => OutputError::DiskFull { path, source },
             _ if cfg!(target_os = "linux") && matches!(raw, Some(28 | 122)) => {
                 OutputError::DiskFull { path, source }
             }
