@@ -335,7 +335,11 @@ async fn input_images_are_uploaded_to_the_backend_that_runs_the_job() {
         parent: None,
     };
     r.scheduler.submit(spec, origin(1), false).await.unwrap();
-    let seen = r.until("finished", |n| matches!(n, Notice::Finished { .. } | Notice::Failed { .. })).await;
+    let seen = r
+        .until("finished", |n| {
+            matches!(n, Notice::Finished { .. } | Notice::Failed { .. })
+        })
+        .await;
     let backend = seen
         .iter()
         .find_map(|n| match n {
@@ -343,13 +347,19 @@ async fn input_images_are_uploaded_to_the_backend_that_runs_the_job() {
             _ => None,
         })
         .unwrap();
-    let Some(Notice::Finished { outputs, .. }) = seen.last() else { panic!("{seen:?}") };
+    let Some(Notice::Finished { outputs, .. }) = seen.last() else {
+        panic!("{seen:?}")
+    };
     let img = image::open(&outputs[0].path).unwrap();
     assert_eq!((img.width(), img.height()), (60, 40));
     // The upload went to the backend that ran the job, and only there.
     let ran_on: usize = backend.trim_start_matches('b').parse().unwrap();
     for (i, fake) in r.fakes.iter().enumerate() {
-        let uploads = fake.requests().iter().filter(|q| q.path.ends_with("/upload/image")).count();
+        let uploads = fake
+            .requests()
+            .iter()
+            .filter(|q| q.path.ends_with("/upload/image"))
+            .count();
         assert_eq!(uploads, usize::from(i == ran_on), "backend b{i}");
     }
     r.stop().await;
@@ -365,8 +375,14 @@ async fn animations_are_saved_as_animations() {
         parent: None,
     };
     r.scheduler.submit(spec, origin(1), false).await.unwrap();
-    let seen = r.until("finished", |n| matches!(n, Notice::Finished { .. } | Notice::Failed { .. })).await;
-    let Some(Notice::Finished { outputs, .. }) = seen.last() else { panic!("{seen:?}") };
+    let seen = r
+        .until("finished", |n| {
+            matches!(n, Notice::Finished { .. } | Notice::Failed { .. })
+        })
+        .await;
+    let Some(Notice::Finished { outputs, .. }) = seen.last() else {
+        panic!("{seen:?}")
+    };
     assert_eq!(outputs.len(), 1);
     assert_eq!(outputs[0].kind, generators::OutputKind::Animation);
     assert!(outputs[0].path.extension().is_some_and(|e| e == "webp"));
@@ -427,12 +443,12 @@ async fn cancel_waiting_pending_inside_comfyui_and_running() {
     let mut cfg = config();
     cfg.max_inflight_per_backend = 2;
     let mut r = rig(1, cfg, Arc::new(MemoryJournal::new())).await;
-    let running = r
+    let first = r
         .scheduler
         .submit(spec(3000.0, 11), origin(1), false)
         .await
         .unwrap();
-    let pending = r
+    let second = r
         .scheduler
         .submit(spec(3000.0, 12), origin(1), false)
         .await
@@ -443,19 +459,39 @@ async fn cancel_waiting_pending_inside_comfyui_and_running() {
         .await
         .unwrap();
     // The first two go to the backend (one runs, one waits inside ComfyUI); the third waits here.
-    r.until(
-        "running sleeps",
-        |n| matches!(n, Notice::Progress { id, .. } if *id == running),
-    )
-    .await;
+    // Both are posted concurrently, so ComfyUI may run either first: see which one runs.
+    let seen = r
+        .until(
+            "a job sleeping",
+            |n| matches!(n, Notice::Progress { id, .. } if *id == first || *id == second),
+        )
+        .await;
+    let Some(Notice::Progress { id: running, .. }) = seen.last().cloned() else {
+        unreachable!()
+    };
+    let pending = if running == first {
+        second.clone()
+    } else {
+        first.clone()
+    };
     let fake_url = r.fakes[0].url();
     let mut last_seen = String::new();
     let found = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let Some(rec) = r.journal.get(&pending).unwrap() {
                 if let Some(remote) = rec.remote_id.clone() {
-                    let q: Value = reqwest::get(format!("{fake_url}/queue")).await.unwrap().json().await.unwrap();
-                    if q["queue_pending"].as_array().unwrap().iter().any(|i| i[1] == json!(remote)) {
+                    let q: Value = reqwest::get(format!("{fake_url}/queue"))
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    if q["queue_pending"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|i| i[1] == json!(remote))
+                    {
                         return remote;
                     }
                     last_seen = format!("{:?} remote {remote}; queue {q}", rec.state);
@@ -467,7 +503,8 @@ async fn cancel_waiting_pending_inside_comfyui_and_running() {
         }
     })
     .await;
-    let pending_remote = found.unwrap_or_else(|_| panic!("second prompt never pending in ComfyUI: {last_seen}"));
+    let pending_remote =
+        found.unwrap_or_else(|_| panic!("second prompt never pending in ComfyUI: {last_seen}"));
     for id in [&waiting, &pending, &running] {
         r.scheduler.cancel(id, 1, false).await.unwrap();
     }

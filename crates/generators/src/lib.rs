@@ -14,7 +14,9 @@ pub mod scheduler;
 
 pub use comfy::{plan_for, progress_update, ComfyGenerator};
 pub use generator::{GenEvent, GenJob, GenOutcome, Generator, Probe, RunControl};
-pub use job::{upscale_target, InputFile, JobId, JobRecord, JobSpec, JobState, Origin, OutputKind, SavedOutput};
+pub use job::{
+    upscale_target, InputFile, JobId, JobRecord, JobSpec, JobState, Origin, OutputKind, SavedOutput,
+};
 pub use journal::{Journal, JournalError, MemoryJournal, SqliteJournal};
 pub use scheduler::{
     BackendStatus, CancelError, JobPlace, Notice, Scheduler, SchedulerConfig, SchedulerStatus,
