@@ -95,10 +95,16 @@ async fn txt2img_runs_to_a_saved_png_with_progress() {
         .unwrap()
         .to_string_lossy()
         .into_owned();
+    // Keywords of the prompt (stop words dropped) and a UTC timestamp.
     assert!(
-        name.starts_with("a-lighthouse-at-dusk-") && name.ends_with("-1.png"),
+        name.starts_with("lighthouse-dusk-20") && name.ends_with(".png"),
         "{name}"
     );
+    let sidecar = result.files[0].with_file_name(format!("{name}.json"));
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sidecar).unwrap()).unwrap();
+    assert_eq!(sidecar["seed"], serde_json::json!(42));
+    assert_eq!(sidecar["workflow"], serde_json::json!("txt2img"));
     let img = image::open(&result.files[0]).unwrap();
     assert_eq!((img.width(), img.height()), (704, 384));
     let snaps = rec.0.lock().unwrap().clone();

@@ -284,6 +284,53 @@ async fn a_workflow_no_backend_can_run_is_refused() {
 }
 
 #[tokio::test]
+async fn a_job_submitted_before_any_probe_that_nothing_can_run_fails() {
+    // Submit before the backends have answered: the job waits, then fails clearly.
+    let fake = FakeComfy::start().await;
+    let out = temp("early");
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (s, mut n) = Scheduler::start(
+        config(),
+        generators_for(std::slice::from_ref(&fake), &out, "early"),
+        Arc::new(MemoryJournal::new()),
+        cancel.clone(),
+        &tracker,
+    )
+    .unwrap();
+    let mut spec = spec(1.0, 1);
+    spec.workflow = "not-installed".into();
+    let id = match s.submit(spec.clone(), origin(1), false).await {
+        Ok(id) => id,
+        // The probe won the race: refused at once, which is just as clear.
+        Err(e) => {
+            assert!(matches!(e, SubmitError::NoBackend { .. }), "{e}");
+            cancel.cancel();
+            return;
+        }
+    };
+    let failed = within(10, "failed", async {
+        loop {
+            if let Some(Notice::Failed { id: fid, reason }) = n.recv().await {
+                return (fid, reason);
+            }
+        }
+    })
+    .await;
+    assert_eq!(failed.0, id);
+    assert!(
+        failed
+            .1
+            .contains("no backend can run workflow not-installed"),
+        "{}",
+        failed.1
+    );
+    cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
+}
+
+#[tokio::test]
 async fn jobs_finish_with_saved_outputs_and_deliver_once() {
     let mut r = rig(1, config(), Arc::new(MemoryJournal::new())).await;
     let id = r

@@ -22,7 +22,7 @@ pub const DEFAULT_CONFIG_PATH: &str = "config.json";
 const MAX_BACKEND_NAME_CHARS: usize = 32;
 
 /// The whole configuration.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -33,6 +33,12 @@ pub struct Config {
     /// Folder of `NAME.json` + `NAME.manifest.json` pairs, relative to the working directory.
     #[serde(default = "default_workflows_dir")]
     pub workflows_dir: PathBuf,
+    /// Where the job journal lives (`journal.sqlite3`).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Where results are saved, and how long they are kept.
+    #[serde(default)]
+    pub outputs: OutputsSection,
     /// Timeouts and limits for talking to ComfyUI.
     #[serde(default)]
     pub comfyui: ComfyTuning,
@@ -107,7 +113,7 @@ impl Default for ProgressSection {
 }
 
 /// Discord settings. The token is a secret: it never appears in `Debug` output or logs.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscordConfig {
     #[serde(default)]
@@ -122,6 +128,13 @@ pub struct BackendConfig {
     pub name: String,
     /// Base URL, e.g. `http://127.0.0.1:8188` (a reverse-proxy path prefix is kept).
     pub url: String,
+    /// Jobs given to this backend at once (1 keeps queue positions and cancels exact).
+    #[serde(default = "one")]
+    pub max_inflight: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Client tuning shared by every backend.
@@ -154,6 +167,31 @@ impl Default for ComfyTuning {
 
 fn default_workflows_dir() -> PathBuf {
     PathBuf::from("workflows")
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+/// `outputs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputsSection {
+    pub dir: PathBuf,
+    /// Keep at most this many output files (oldest removed first); `null` keeps all.
+    pub keep_count: Option<usize>,
+    /// Remove outputs older than this; `null` keeps them.
+    pub max_age_days: Option<u64>,
+}
+
+impl Default for OutputsSection {
+    fn default() -> Self {
+        OutputsSection {
+            dir: PathBuf::from("outputs"),
+            keep_count: None,
+            max_age_days: None,
+        }
+    }
 }
 
 /// A configuration that cannot be used. Each line names the key.
@@ -214,7 +252,7 @@ impl Config {
         if let Some(url) = env("COMFYUI_URL").filter(|u| !u.trim().is_empty()) {
             figment = figment.merge(Serialized::default(
                 "backends",
-                vec![serde_json::json!({"name": "default", "url": url.trim()})],
+                vec![serde_json::json!({"name": "default", "url": url.trim(), "max_inflight": 1})],
             ));
         }
         let config: Config = figment.extract().map_err(|e| {
@@ -250,6 +288,12 @@ impl Config {
                     b.name
                 ));
             }
+            if b.max_inflight == 0 || b.max_inflight > 64 {
+                problems.push(format!(
+                    "config key `backends[{i}].max_inflight`: {} is not allowed; use 1 to 64",
+                    b.max_inflight
+                ));
+            }
             if let Err(e) = ClientConfig::new(&b.url) {
                 problems.push(format!("config key `backends[{i}].url`: {e}"));
             }
@@ -279,6 +323,14 @@ impl Config {
             ("max_queue_depth", l.max_queue_depth as u64),
             ("attachments.max_mib", self.attachments.max_mib),
             ("attachments.max_side", u64::from(self.attachments.max_side)),
+            (
+                "outputs.keep_count",
+                self.outputs.keep_count.map_or(1, |n| n as u64),
+            ),
+            (
+                "outputs.max_age_days",
+                self.outputs.max_age_days.unwrap_or(1),
+            ),
         ] {
             if value == 0 {
                 let key = if key.contains('.') {
@@ -328,6 +380,23 @@ impl Config {
             max_side: self.attachments.max_side,
             ..validation::AttachmentRules::default()
         }
+    }
+
+    /// The scheduler's settings from this config.
+    pub fn scheduler(&self) -> generators::SchedulerConfig {
+        generators::SchedulerConfig {
+            max_inflight: self
+                .backends
+                .iter()
+                .map(|b| (b.name.clone(), b.max_inflight))
+                .collect(),
+            limits: self.limits(),
+            ..generators::SchedulerConfig::default()
+        }
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.data_dir.join("journal.sqlite3")
     }
 
     pub fn edit_interval(&self) -> Duration {

@@ -1,19 +1,21 @@
-//! `comfycord run`: one workflow from the terminal, through the same checks and client as the
-//! bot: validate → patch → upload inputs → queue → follow progress → save outputs.
+//! `comfycord run`: one workflow from the terminal, through the same checks, scheduler and
+//! generator as the bot: validate → queue → upload inputs → follow progress → save outputs.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use core_comfyui::{
-    Catalog, CatalogError, ComfyClient, ComfyError, JobEvent, Outcome, PromptOptions,
-    UploadRequest, Workflow,
+use core_comfyui::{Catalog, CatalogError, ComfyClient, ComfyError};
+use generators::{
+    plan_for, ComfyGenerator, Generator, InputFile, JobSpec, MemoryJournal, Notice, Origin,
+    Scheduler, SubmitError,
 };
 use indexmap::IndexMap;
-use progress::{
-    spawn_throttled, JobPlan, NodeRole, ProgressSink, SinkError, Snapshot, Tracker, Update,
-};
+use progress::{spawn_throttled, ProgressSink, SinkError, Snapshot, Tracker, Update};
 use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use validation::attachment::{inspect, AttachmentRules, DeclaredAttachment, MediaFormat};
 use validation::{ParamKind, ParamRule, RawRequest, Refusal};
 
@@ -21,9 +23,6 @@ use crate::config::Config;
 
 /// Terminal redraws are cheap; a short interval keeps the bar lively.
 pub const TERMINAL_EDIT_INTERVAL: Duration = Duration::from_millis(200);
-/// Words of the prompt kept in output file names.
-const NAME_WORDS: usize = 6;
-const NAME_CHARS: usize = 48;
 
 /// What to run.
 #[derive(Debug, Clone, Default)]
@@ -42,7 +41,7 @@ pub struct RunArgs {
 /// What a run produced.
 #[derive(Debug, Clone)]
 pub struct RunResult {
-    pub prompt_id: String,
+    pub job_id: String,
     pub files: Vec<PathBuf>,
     /// Every parameter's final value, the seed included.
     pub values: IndexMap<String, Value>,
@@ -118,58 +117,6 @@ pub fn parse_param_value(rule: Option<&ParamRule>, raw: &str) -> Value {
     }
 }
 
-/// The progress plan of a workflow: titles, roles and sampler steps.
-pub fn plan_for(workflow: &Workflow) -> JobPlan {
-    let mut plan = JobPlan::default();
-    for id in workflow.node_ids() {
-        let class = workflow.class_type(id).unwrap_or_default();
-        let steps = (NodeRole::classify(class) == NodeRole::Sampler)
-            .then(|| workflow.input(id, "steps").and_then(Value::as_u64))
-            .flatten()
-            .map(|s| s as u32);
-        plan.add(id, class, workflow.title(id), steps);
-    }
-    plan
-}
-
-/// Maps a job event to a progress update.
-pub fn progress_update(ev: &JobEvent) -> Option<Update> {
-    Some(match ev {
-        JobEvent::Started => Update::Started,
-        JobEvent::Cached { nodes } => Update::Cached {
-            nodes: nodes.clone(),
-        },
-        JobEvent::Executing { node, display_node } => Update::NodeStarted {
-            node: display_node.clone().unwrap_or_else(|| node.clone()),
-        },
-        JobEvent::Progress { node, value, max } => Update::Step {
-            node: node.clone(),
-            value: *value,
-            max: *max,
-        },
-        JobEvent::Preview { image, format, .. } => Update::Preview {
-            image: image.clone(),
-            mime: format.mime(),
-        },
-        _ => return None,
-    })
-}
-
-/// `a-lighthouse-on-a-cliff` from the prompt's first words.
-pub fn slug(prompt: &str) -> String {
-    let words: Vec<String> = prompt
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .take(NAME_WORDS)
-        .map(str::to_lowercase)
-        .collect();
-    let mut s: String = words.join("-").chars().take(NAME_CHARS).collect();
-    if s.is_empty() {
-        s.push_str("comfycord");
-    }
-    s
-}
-
 fn mime_from_extension(path: &Path) -> Option<&'static str> {
     let ext = path.extension()?.to_str()?.to_ascii_lowercase();
     Some(match ext.as_str() {
@@ -182,8 +129,8 @@ fn mime_from_extension(path: &Path) -> Option<&'static str> {
     })
 }
 
-/// Reads and checks a local image like a Discord attachment (size, magic bytes, dimensions).
-fn read_image(path: &Path, rules: &AttachmentRules) -> Result<(Vec<u8>, MediaFormat), RunError> {
+/// Checks a local image like a Discord attachment (size, magic bytes, dimensions).
+fn check_image(path: &Path, rules: &AttachmentRules) -> Result<MediaFormat, RunError> {
     let bytes = std::fs::read(path).map_err(|source| RunError::Read {
         path: path.to_path_buf(),
         source,
@@ -197,11 +144,11 @@ fn read_image(path: &Path, rules: &AttachmentRules) -> Result<(Vec<u8>, MediaFor
         size: bytes.len() as u64,
         url: String::new(),
     };
-    let media = inspect(&bytes, &declared, rules)?;
-    Ok((bytes, media.format))
+    Ok(inspect(&bytes, &declared, rules)?.format)
 }
 
-/// Runs one workflow to its end. `sink` shows progress; `cancel` resolving cancels the job.
+/// Runs one workflow to its end through the same scheduler and generator the bot uses (with an
+/// in-memory journal). `sink` shows progress; `cancel` resolving cancels the job.
 pub async fn run_workflow<S: ProgressSink>(
     config: &Config,
     args: RunArgs,
@@ -263,26 +210,22 @@ pub async fn run_workflow<S: ProgressSink>(
         });
     }
     let attachment_rules = config.attachment_rules();
-    let mut images = Vec::new();
+    let mut inputs = Vec::new();
     for (param, path) in image_params.iter().zip(&args.images) {
-        let (bytes, format) = read_image(path, &attachment_rules)?;
-        // A placeholder that passes validation; replaced by the uploaded name below.
+        let format = check_image(path, &attachment_rules)?;
+        // A placeholder that passes validation; the generator puts the uploaded name there.
         raw.values.insert(
             (*param).clone(),
             Value::String(format!("pending.{}", format.extension())),
         );
-        images.push(((*param).clone(), bytes, format));
+        inputs.push(InputFile {
+            param: (*param).clone(),
+            path: path.clone(),
+            mime: format.mime().to_string(),
+        });
     }
-    let mut values = validation::validate(&rules, &raw)?;
-
-    let client = ComfyClient::connect(config.client_config(backend)).await?;
-    for (param, bytes, format) in images {
-        let name = format!("comfycord_{}.{}", &uuid_hex()[..12], format.extension());
-        let uploaded = client
-            .upload(UploadRequest::input_image(name, bytes, format.mime()))
-            .await?;
-        values.insert(param, Value::String(uploaded.load_image_name()));
-    }
+    let values = validation::validate(&rules, &raw)?;
+    // Defaults and the seed are fixed now, so the job is reproducible.
     let patched = def
         .manifest
         .apply(&def.workflow, &values, &mut rand::thread_rng())
@@ -290,86 +233,78 @@ pub async fn run_workflow<S: ProgressSink>(
             core_comfyui::PatchError::Refused(r) => RunError::Refused(r),
             other => RunError::Failed(other.to_string()),
         })?;
-    let mut job = client
-        .submit(&patched.workflow, PromptOptions::default())
-        .await?;
-    let prompt_id = job.prompt_id().to_string();
+    let spec = JobSpec {
+        workflow: args.workflow.clone(),
+        values: patched
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        inputs,
+        parent: None,
+    };
+
+    let client = ComfyClient::new(config.client_config(backend))?;
+    client.wait_connected().await?;
+    let generator = ComfyGenerator::new(
+        backend.name.clone(),
+        client.clone(),
+        Arc::new(catalog.clone()),
+        &args.out_dir,
+    );
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let (scheduler, mut notices) = Scheduler::start(
+        config.scheduler(),
+        vec![Arc::new(generator) as Arc<dyn Generator>],
+        Arc::new(MemoryJournal::new()),
+        stop.clone(),
+        &tasks,
+    )
+    .map_err(|e| RunError::Failed(e.to_string()))?;
+    let id = match scheduler.submit(spec, Origin::default(), true).await {
+        Ok(id) => id,
+        Err(SubmitError::Refused(r)) => return Err(RunError::Refused(r)),
+        Err(e) => return Err(RunError::Failed(e.to_string())),
+    };
 
     let progress = spawn_throttled(sink, TERMINAL_EDIT_INTERVAL);
-    let mut tracker = Tracker::new(plan_for(&patched.workflow), tokio::time::Instant::now());
-    progress.update(
-        tracker
-            .apply(
-                Update::Queued { position: None },
-                tokio::time::Instant::now(),
-            )
-            .clone(),
-    );
+    let started = tokio::time::Instant::now();
+    let mut tracker = Tracker::new(plan_for(&patched.workflow), started);
     tokio::pin!(cancel);
     let mut cancel_sent = false;
-    let outcome = loop {
-        let ev = tokio::select! {
-            ev = job.next_event() => ev,
+    let result = loop {
+        let notice = tokio::select! {
+            n = notices.recv() => n,
             _ = &mut cancel, if !cancel_sent => {
                 cancel_sent = true;
-                if let Err(e) = job.cancel().await {
+                if let Err(e) = scheduler.cancel(&id, 0, true).await {
                     tracing::warn!(error = %e, "could not cancel the job");
                 }
                 continue;
             }
         };
-        match ev {
-            Some(JobEvent::Finished(outcome)) => break outcome,
-            Some(ev) => {
-                if let Some(u) = progress_update(&ev) {
-                    progress.update(tracker.apply(u, tokio::time::Instant::now()).clone());
-                }
+        let now = tokio::time::Instant::now();
+        let update = match notice {
+            None => break Err(RunError::Failed("the scheduler stopped".into())),
+            Some(Notice::Queued { position, .. }) => Update::Queued {
+                position: Some(position),
+            },
+            Some(Notice::Plan { plan, .. }) => {
+                tracker = Tracker::new(plan, started);
+                continue;
             }
-            None => {
-                break Outcome::Lost {
-                    reason: "the job stream ended".into(),
-                }
+            Some(Notice::Progress { update, .. }) => update,
+            Some(Notice::Retrying { reason, .. }) => {
+                tracing::warn!(%reason, "retrying");
+                continue;
             }
-        }
-    };
-    let now = tokio::time::Instant::now;
-    let result = match outcome {
-        Outcome::Success(outputs) => {
-            progress.update(tracker.apply(Update::Uploading, now()).clone());
-            let stem = format!(
-                "{}-{}",
-                slug(
-                    patched
-                        .values
-                        .get("prompt")
-                        .and_then(Value::as_str)
-                        .unwrap_or(&args.workflow)
-                ),
-                &prompt_id[..8.min(prompt_id.len())]
-            );
-            let saved = save_outputs(&client, &outputs, &args.out_dir, &stem).await;
-            match saved {
-                Ok(files) => Ok(RunResult {
-                    prompt_id,
-                    files,
-                    values: patched.values,
-                }),
-                Err(e) => Err(e),
-            }
-        }
-        Outcome::Failed(e) => Err(RunError::Failed(format!(
-            "node {} ({}): {}",
-            e.node_id.as_deref().unwrap_or("?"),
-            e.node_type.as_deref().unwrap_or("?"),
-            e.exception_message.trim()
-        ))),
-        Outcome::Interrupted(_) | Outcome::Cancelled if cancel_sent => Err(RunError::Cancelled),
-        Outcome::Interrupted(i) => Err(RunError::Failed(format!(
-            "interrupted on the server at node {}",
-            i.node_id.as_deref().unwrap_or("?")
-        ))),
-        Outcome::Cancelled => Err(RunError::Cancelled),
-        Outcome::Lost { reason } => Err(RunError::Failed(reason)),
+            Some(Notice::Started { .. }) => continue,
+            Some(Notice::Finished { outputs, .. }) => break Ok(outputs),
+            Some(Notice::Failed { reason, .. }) => break Err(RunError::Failed(reason)),
+            Some(Notice::Cancelled { .. }) => break Err(RunError::Cancelled),
+        };
+        progress.update(tracker.apply(update, now).clone());
     };
     let last = match &result {
         Ok(_) => Update::Finished,
@@ -378,45 +313,18 @@ pub async fn run_workflow<S: ProgressSink>(
             reason: e.to_string(),
         },
     };
-    progress.finish(tracker.apply(last, now()).clone()).await;
+    progress
+        .finish(tracker.apply(last, tokio::time::Instant::now()).clone())
+        .await;
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
     client.shutdown().await;
-    result
-}
-
-fn uuid_hex() -> String {
-    format!("{:032x}", rand::random::<u128>())
-}
-
-async fn save_outputs(
-    client: &ComfyClient,
-    outputs: &core_comfyui::Outputs,
-    dir: &Path,
-    stem: &str,
-) -> Result<Vec<PathBuf>, RunError> {
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|source| RunError::Save {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-    let mut files = Vec::new();
-    for (i, out) in outputs.files.iter().enumerate() {
-        let ext = Path::new(&out.file.filename)
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("bin")
-            .to_ascii_lowercase();
-        let path = dir.join(format!("{stem}-{}.{ext}", i + 1));
-        let mut file = tokio::fs::File::create(&path)
-            .await
-            .map_err(|source| RunError::Save {
-                path: path.clone(),
-                source,
-            })?;
-        client.download_to(&out.file, &mut file, None).await?;
-        files.push(path);
-    }
-    Ok(files)
+    result.map(|outputs| RunResult {
+        job_id: id.to_string(),
+        files: outputs.into_iter().map(|o| o.path).collect(),
+        values: patched.values,
+    })
 }
 
 /// Draws the progress line on stderr: redrawn in place on a terminal, one line per update otherwise.
@@ -471,28 +379,5 @@ mod tests {
             parse_param_value(Some(&ParamRule::new(ParamKind::Choice)), "euler"),
             json!("euler")
         );
-    }
-
-    #[test]
-    fn slugs() {
-        assert_eq!(
-            slug("A lighthouse, on a cliff at sunset!"),
-            "a-lighthouse-on-a-cliff-at"
-        );
-        assert_eq!(slug("  ***  "), "comfycord");
-        assert_eq!(slug("Über café"), "über-café");
-    }
-
-    #[test]
-    fn plan_reads_titles_and_steps() {
-        let w = Workflow::from_value(json!({
-            "3": {"class_type": "KSampler", "inputs": {"steps": 25}, "_meta": {"title": "Base"}},
-            "9": {"class_type": "SaveImage", "inputs": {}}
-        }))
-        .unwrap();
-        let plan = plan_for(&w);
-        assert_eq!(plan.nodes["3"].steps, Some(25));
-        assert_eq!(plan.nodes["3"].title, "Base");
-        assert_eq!(plan.nodes["9"].role, NodeRole::Saver);
     }
 }

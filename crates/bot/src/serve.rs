@@ -1,12 +1,23 @@
-//! The long-running process: one client per backend, started once, stopped cleanly on
-//! ctrl-c or SIGTERM.
+//! The long-running process: the scheduler on the SQLite journal, one ComfyUI generator per
+//! backend, output retention, all started once and stopped cleanly on ctrl-c or SIGTERM.
+//! Jobs still running at shutdown stay in the journal and are resumed at the next start.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use core_comfyui::{Catalog, ComfyClient, ConnectionState};
+use core_comfyui::{Catalog, ComfyClient};
+use generators::{
+    stable_client_id, ComfyGenerator, Generator, Journal, Notice, Scheduler, SqliteJournal,
+};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+
+/// How often old outputs are pruned.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// Resolves on ctrl-c or SIGTERM.
 pub async fn shutdown_signal() {
@@ -30,71 +41,138 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Runs until `shutdown` resolves.
-pub async fn serve(
-    config: Config,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+/// Everything `serve` starts; kept together so tests can drive it.
+pub struct Engine {
+    pub scheduler: Scheduler,
+    pub notices: mpsc::Receiver<Notice>,
+    pub journal: Arc<dyn Journal>,
+    pub catalog: Arc<Catalog>,
+    pub generators: Vec<ComfyGenerator>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("generators", &self.generators.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the journal, loads the workflows and starts the scheduler with one generator per
+/// backend, owned by `tracker` and stopped by `cancel`.
+pub fn start_engine(
+    config: &Config,
+    journal: Arc<dyn Journal>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Engine> {
     let (catalog, errors) = Catalog::load_dir(&config.workflows_dir)
         .with_context(|| format!("loading workflows from {}", config.workflows_dir.display()))?;
     for e in &errors {
         tracing::error!(error = %e, "workflow skipped");
     }
     tracing::info!(workflows = ?catalog.names().collect::<Vec<_>>(), "workflows loaded");
+    let catalog = Arc::new(catalog);
+    let mut generators = Vec::new();
+    for b in &config.backends {
+        let mut client_config = config.client_config(b);
+        client_config.client_id = Some(stable_client_id(journal.as_ref(), &b.name)?);
+        let client =
+            ComfyClient::new(client_config).with_context(|| format!("backend {}", b.name))?;
+        generators.push(ComfyGenerator::new(
+            b.name.clone(),
+            client,
+            catalog.clone(),
+            &config.outputs.dir,
+        ));
+    }
+    let gens: Vec<Arc<dyn Generator>> = generators
+        .iter()
+        .map(|g| Arc::new(g.clone()) as Arc<dyn Generator>)
+        .collect();
+    let (scheduler, notices) = Scheduler::start(
+        config.scheduler(),
+        gens,
+        journal.clone(),
+        cancel.clone(),
+        tracker,
+    )?;
+    Ok(Engine {
+        scheduler,
+        notices,
+        journal,
+        catalog,
+        generators,
+    })
+}
+
+/// Prunes the outputs folder by count and age, if configured, until `cancel`.
+async fn retention_loop(config: Config, cancel: CancellationToken) {
+    let keep = config.outputs.keep_count;
+    let age = config
+        .outputs
+        .max_age_days
+        .map(|d| Duration::from_secs(d * 86_400));
+    if keep.is_none() && age.is_none() {
+        return;
+    }
+    loop {
+        match generators::outputs::apply_retention(
+            &config.outputs.dir,
+            keep,
+            age,
+            SystemTime::now(),
+        ) {
+            Ok(r) if r.removed > 0 => {
+                tracing::info!(removed = r.removed, kept = r.kept, "old outputs removed")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %config.outputs.dir.display(), "output retention failed")
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(RETENTION_EVERY) => {}
+        }
+    }
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn serve(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&config.journal_path())?);
     if config.discord.token.is_none() {
         tracing::warn!("DISCORD_TOKEN is not set");
     }
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let mut clients = Vec::new();
-    for b in &config.backends {
-        let client = ComfyClient::new(config.client_config(b))
-            .with_context(|| format!("backend {}", b.name))?;
-        client.start();
-        // Report each backend's state and check the workflows against it whenever it connects.
-        let (name, c, catalog, cancel) = (
-            b.name.clone(),
-            client.clone(),
-            catalog.clone(),
-            cancel.clone(),
-        );
-        tracker.spawn(async move {
-            let mut state = c.connection_state();
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    changed = state.changed() => if changed.is_err() { break },
-                }
-                let now = state.borrow_and_update().clone();
-                match now {
-                    ConnectionState::Connected => {
-                        tracing::info!(backend = %name, "backend connected");
-                        match c.object_info().await {
-                            Ok(info) => {
-                                for (workflow, problems) in catalog.check(&info) {
-                                    for p in problems {
-                                        tracing::warn!(backend = %name, workflow, problem = %p, "workflow does not fit backend");
-                                    }
-                                }
-                            }
-                            Err(e) => tracing::warn!(backend = %name, error = %e, "could not read /object_info"),
-                        }
-                    }
-                    ConnectionState::Disconnected { attempts, last_error } if attempts <= 1 => {
-                        tracing::warn!(backend = %name, error = %last_error, "backend unreachable; retrying with backoff");
-                    }
-                    _ => {}
-                }
+    let mut engine = start_engine(&config, journal, &cancel, &tracker)?;
+    tracker.spawn(retention_loop(config.clone(), cancel.clone()));
+    // Until the Discord front-end consumes them, notices are logged.
+    let stop = cancel.clone();
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                n = engine.notices.recv() => match n {
+                    Some(Notice::Progress { .. } | Notice::Queued { .. } | Notice::Plan { .. }) => {}
+                    Some(n) => tracing::info!(job = %n.id(), notice = ?n, "job"),
+                    None => return,
+                },
             }
-        });
-        clients.push(client);
-    }
+        }
+    });
     tracker.close();
     shutdown.await;
-    tracing::info!("shutting down");
+    tracing::info!(
+        "shutting down; running jobs stay queued on their backends and resume at the next start"
+    );
     cancel.cancel();
-    for c in &clients {
-        c.shutdown().await;
+    for g in &engine.generators {
+        g.client().shutdown().await;
     }
     tracker.wait().await;
     tracing::info!("stopped");

@@ -188,6 +188,15 @@ impl Catalog {
         self.defs.is_empty()
     }
 
+    /// Workflows that can run on a server with this `/object_info` (no blocking problem).
+    pub fn runnable(&self, info: &ObjectInfo) -> Vec<String> {
+        self.defs
+            .iter()
+            .filter(|(_, def)| !def.check(info).iter().any(|p| p.blocking))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// Problems of every workflow against one server, by workflow name (clean ones omitted).
     pub fn check(&self, info: &ObjectInfo) -> IndexMap<String, Vec<CheckProblem>> {
         self.defs

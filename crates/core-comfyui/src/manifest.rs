@@ -146,6 +146,10 @@ pub struct CheckProblem {
     pub node_id: Option<String>,
     pub param: Option<String>,
     pub message: String,
+    /// The workflow cannot run at all (a node class or input is missing, a type is wrong).
+    /// Other problems (a default model file or bound the server lacks) only matter to jobs
+    /// that use that value, and ComfyUI names them when it refuses such a job.
+    pub blocking: bool,
 }
 
 impl fmt::Display for CheckProblem {
@@ -373,6 +377,7 @@ impl Manifest {
                     message: format!(
                         "node {node_id}: class {class} is not installed on this server (a custom node pack may be missing)"
                     ),
+                    blocking: true,
                 }),
                 Some(n) => has_output |= n.output_node,
             }
@@ -382,6 +387,7 @@ impl Manifest {
                 node_id: None,
                 param: None,
                 message: "the workflow has no output node (SaveImage, PreviewImage, …), so ComfyUI would run nothing".into(),
+                blocking: true,
             });
         }
         // Literal values the manifest does not override must fit the server as they are.
@@ -406,6 +412,7 @@ impl Manifest {
                     node_id: Some(node_id.to_string()),
                     param: None,
                     message: format!("node {node_id} ({class}) input {input}: {msg}"),
+                    blocking: false,
                 });
             }
         }
@@ -415,16 +422,17 @@ impl Manifest {
                 let Some(node) = info.get(class) else {
                     continue; // reported above
                 };
-                let problem = |message: String| CheckProblem {
+                let problem = |(message, blocking): (String, bool)| CheckProblem {
                     node_id: Some(t.node.clone()),
                     param: Some(name.clone()),
                     message: format!("node {} ({class}) input {}: {message}", t.node, t.input),
+                    blocking,
                 };
                 let Some(kind) = node.input(&t.input) else {
                     let known: Vec<&str> = node.input_names().collect();
-                    problems.push(problem(format!(
-                        "no such input; {class} has {}",
-                        known.join(", ")
+                    problems.push(problem((
+                        format!("no such input; {class} has {}", known.join(", ")),
+                        true,
                     )));
                     continue;
                 };
@@ -472,11 +480,11 @@ fn literal_problem(kind: &InputKind, value: &Value) -> Option<String> {
 }
 
 /// Whether a parameter's type and bounds fit the input it targets.
-fn param_problems(spec: &ParamRule, kind: &InputKind) -> Vec<String> {
-    let mut out = Vec::new();
+fn param_problems(spec: &ParamRule, kind: &InputKind) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Vec::new();
     let type_ok = match (spec.kind, kind) {
         (_, InputKind::Link(t)) => {
-            out.push(format!("takes a {t} link, not a value"));
+            out.push((format!("takes a {t} link, not a value"), true));
             return out;
         }
         (ParamKind::Int | ParamKind::Seed, InputKind::Int { .. }) => true,
@@ -489,10 +497,13 @@ fn param_problems(spec: &ParamRule, kind: &InputKind) -> Vec<String> {
         _ => false,
     };
     if !type_ok {
-        out.push(format!(
-            "a {} parameter cannot feed a {} input",
-            spec.kind.name(),
-            kind.type_name()
+        out.push((
+            format!(
+                "a {} parameter cannot feed a {} input",
+                spec.kind.name(),
+                kind.type_name()
+            ),
+            true,
         ));
         return out;
     }
@@ -500,17 +511,23 @@ fn param_problems(spec: &ParamRule, kind: &InputKind) -> Vec<String> {
         let (lo, hi) = (num_f64(min), num_f64(max));
         if let (Some(node_lo), pmin) = (lo, spec.min) {
             if pmin.is_none_or(|p| p < node_lo) && spec.kind != ParamKind::Seed {
-                out.push(format!(
-                    "the manifest allows values below the node's minimum {} (set \"min\")",
-                    fmt_num(node_lo)
+                out.push((
+                    format!(
+                        "the manifest allows values below the node's minimum {} (set \"min\")",
+                        fmt_num(node_lo)
+                    ),
+                    false,
                 ));
             }
         }
         if let (Some(node_hi), pmax) = (hi, spec.max) {
             if pmax.is_none_or(|p| p > node_hi) && spec.kind != ParamKind::Seed {
-                out.push(format!(
-                    "the manifest allows values above the node's maximum {} (set \"max\")",
-                    fmt_num(node_hi)
+                out.push((
+                    format!(
+                        "the manifest allows values above the node's maximum {} (set \"max\")",
+                        fmt_num(node_hi)
+                    ),
+                    false,
                 ));
             }
         }
@@ -520,7 +537,7 @@ fn param_problems(spec: &ParamRule, kind: &InputKind) -> Vec<String> {
         };
         for c in spec.choices.iter().chain(&spec.default) {
             if !fits(c) {
-                out.push(format!("{} is outside the node's range", show(c)));
+                out.push((format!("{} is outside the node's range", show(c)), false));
             }
         }
     }
@@ -529,10 +546,13 @@ fn param_problems(spec: &ParamRule, kind: &InputKind) -> Vec<String> {
         if spec.kind != ParamKind::Image {
             for c in spec.choices.iter().chain(&spec.default) {
                 if !options.iter().any(|o| values_equal(o, c)) {
-                    out.push(format!(
-                        "{} is not available on this server (it has {})",
-                        show(c),
-                        list_preview(options)
+                    out.push((
+                        format!(
+                            "{} is not available on this server (it has {})",
+                            show(c),
+                            list_preview(options)
+                        ),
+                        false,
                     ));
                 }
             }

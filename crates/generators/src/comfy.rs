@@ -368,11 +368,17 @@ impl ComfyGenerator {
                 let info = client.object_info().await.map_err(|e| e.to_string())?;
                 let catalog = self.catalog();
                 let problems = catalog.check(&info);
-                let fits: HashSet<String> = catalog
-                    .names()
-                    .filter(|n| !problems.contains_key(*n))
-                    .map(str::to_string)
-                    .collect();
+                for (workflow, list) in &problems {
+                    for p in list {
+                        if p.blocking {
+                            tracing::warn!(backend = %self.inner.name, workflow, problem = %p, "workflow cannot run on this backend");
+                        } else {
+                            tracing::info!(backend = %self.inner.name, workflow, problem = %p, "jobs using this value will be refused");
+                        }
+                    }
+                }
+                let runnable = catalog.runnable(&info);
+                let fits: HashSet<String> = runnable.into_iter().collect();
                 *self.inner.fits.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((Instant::now(), fits.clone()));
                 fits

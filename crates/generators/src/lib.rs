@@ -17,7 +17,7 @@ pub use generator::{GenEvent, GenJob, GenOutcome, Generator, Probe, RunControl};
 pub use job::{
     upscale_target, InputFile, JobId, JobRecord, JobSpec, JobState, Origin, OutputKind, SavedOutput,
 };
-pub use journal::{Journal, JournalError, MemoryJournal, SqliteJournal};
+pub use journal::{stable_client_id, Journal, JournalError, MemoryJournal, SqliteJournal};
 pub use scheduler::{
     BackendStatus, CancelError, JobPlace, Notice, Scheduler, SchedulerConfig, SchedulerStatus,
     SubmitError,

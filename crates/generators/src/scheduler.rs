@@ -30,6 +30,8 @@ const COMMAND_BUFFER: usize = 256;
 pub struct SchedulerConfig {
     /// Jobs given to one backend at once; 1 keeps positions and cancels exact.
     pub max_inflight_per_backend: usize,
+    /// Per-backend overrides of `max_inflight_per_backend`, by backend name.
+    pub max_inflight: HashMap<String, usize>,
     /// Backend attempts per job: 2 means one retry on another backend.
     pub max_attempts: u32,
     pub health_interval: Duration,
@@ -43,6 +45,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             max_inflight_per_backend: 1,
+            max_inflight: HashMap::new(),
             max_attempts: 2,
             health_interval: Duration::from_secs(10),
             health_max_backoff: Duration::from_secs(60),
@@ -242,10 +245,16 @@ impl Scheduler {
         }
         let mut actor = Actor {
             limiter: Limiter::new(config.limits.clone()),
-            config,
+            config: config.clone(),
             backends: backends
                 .into_iter()
                 .map(|gen| Backend {
+                    max_inflight: config
+                        .max_inflight
+                        .get(gen.name())
+                        .copied()
+                        .unwrap_or(config.max_inflight_per_backend)
+                        .max(1),
                     gen,
                     healthy: false,
                     failures: 0,
@@ -380,6 +389,7 @@ async fn health_loop(
 
 struct Backend {
     gen: Arc<dyn Generator>,
+    max_inflight: usize,
     healthy: bool,
     failures: u32,
     probe: Option<Probe>,
@@ -387,8 +397,8 @@ struct Backend {
 }
 
 impl Backend {
-    fn can_take(&self, workflow: &str, max_inflight: usize) -> bool {
-        self.healthy && self.inflight.len() < max_inflight && self.fits(workflow)
+    fn can_take(&self, workflow: &str) -> bool {
+        self.healthy && self.inflight.len() < self.max_inflight && self.fits(workflow)
     }
 
     fn fits(&self, workflow: &str) -> bool {
@@ -715,7 +725,6 @@ impl Actor {
         if self.paused {
             return;
         }
-        let max = self.config.max_inflight_per_backend;
         loop {
             let backends = &self.backends;
             let waiting = &self.waiting;
@@ -724,9 +733,7 @@ impl Actor {
                 backends
                     .iter()
                     .enumerate()
-                    .filter(|(i, b)| {
-                        Some(*i) != w.excluded && b.can_take(&w.record.spec.workflow, max)
-                    })
+                    .filter(|(i, b)| Some(*i) != w.excluded && b.can_take(&w.record.spec.workflow))
                     .min_by_key(|(_, b)| b.load())
                     .map(|(i, _)| i)
             };
@@ -821,7 +828,47 @@ impl Actor {
                 GenEvent::Progress(update) => self.notify_lossy(Notice::Progress { id, update }),
             },
             Internal::Done { id, outcome } => self.finished(id, outcome).await,
-            Internal::Health { backend, result } => self.health(backend, result),
+            Internal::Health { backend, result } => {
+                self.health(backend, result);
+                self.fail_unrunnable().await;
+            }
+        }
+    }
+
+    /// Once every backend has answered a probe, a waiting job whose workflow none of them can
+    /// run would wait forever: fail it with the reason instead.
+    async fn fail_unrunnable(&mut self) {
+        if self.backends.iter().any(|b| b.probe.is_none()) {
+            return;
+        }
+        let stuck: Vec<(JobId, String)> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| {
+                !self
+                    .backends
+                    .iter()
+                    .enumerate()
+                    .any(|(i, b)| Some(i) != w.excluded && b.fits(&w.record.spec.workflow))
+            })
+            .map(|(id, w)| (id.clone(), w.record.spec.workflow.clone()))
+            .collect();
+        for (id, workflow) in stuck {
+            self.queue.remove(&id);
+            self.waiting.remove(&id);
+            self.last_positions.remove(&id);
+            let reason = SubmitError::NoBackend { workflow }.to_string();
+            self.journal_log(
+                "unrunnable",
+                self.journal.set_state(
+                    &id,
+                    &JobState::Failed {
+                        reason: reason.clone(),
+                    },
+                    now_ms(),
+                ),
+            );
+            self.notify(Notice::Failed { id, reason }).await;
         }
     }
 

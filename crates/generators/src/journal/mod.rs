@@ -58,3 +58,29 @@ pub trait Journal: Send + Sync + 'static {
     fn meta_get(&self, key: &str) -> Result<Option<String>, JournalError>;
     fn meta_set(&self, key: &str, value: &str) -> Result<(), JournalError>;
 }
+
+/// The WebSocket client id to use for a backend, the same across restarts: ComfyUI sends a
+/// prompt's events to the client id that queued it, so a restarted process must reuse it to
+/// keep following its jobs.
+pub fn stable_client_id(journal: &dyn Journal, backend: &str) -> Result<String, JournalError> {
+    let key = format!("client_id:{backend}");
+    if let Some(id) = journal.meta_get(&key)? {
+        return Ok(id);
+    }
+    let id = format!("comfycord-{:016x}", rand::random::<u64>());
+    journal.meta_set(&key, &id)?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_stable_per_backend() {
+        let j = MemoryJournal::new();
+        let a = stable_client_id(&j, "a").unwrap();
+        assert_eq!(stable_client_id(&j, "a").unwrap(), a);
+        assert_ne!(stable_client_id(&j, "b").unwrap(), a);
+    }
+}
