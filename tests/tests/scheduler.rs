@@ -53,7 +53,12 @@ fn sleep_catalog() -> Arc<Catalog> {
     .unwrap();
     // A repo workflow with an input image, and an animation.
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
-    for f in ["scale_image.json", "scale_image.manifest.json"] {
+    for f in [
+        "scale_image.json",
+        "scale_image.manifest.json",
+        "txt2img.json",
+        "txt2img.manifest.json",
+    ] {
         std::fs::copy(repo.join(f), dir.join(f)).unwrap();
     }
     std::fs::write(
@@ -410,6 +415,66 @@ async fn input_images_are_uploaded_to_the_backend_that_runs_the_job() {
         assert_eq!(uploads, usize::from(i == ran_on), "backend b{i}");
     }
     r.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_goes_to_the_backend_that_has_its_checkpoint() {
+    // Backend 0 lacks the checkpoint the job asks for; backend 1 has it.
+    let mut without = tests::fake_comfyui::default_object_info().clone();
+    without["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"] =
+        json!([["other.safetensors"], {}]);
+    let fakes = vec![
+        FakeComfy::start_with(FakeOptions {
+            object_info: without,
+            ..FakeOptions::default()
+        })
+        .await,
+        FakeComfy::start().await,
+    ];
+    let out = temp("ckpt");
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (s, mut n) = Scheduler::start(
+        config(),
+        generators_for(&fakes, &out, "ckpt"),
+        Arc::new(MemoryJournal::new()),
+        cancel.clone(),
+        &tracker,
+    )
+    .unwrap();
+    let values: Map<String, Value> = serde_json::from_value(json!({
+        "prompt": "a fox", "checkpoint": "tiny_sd15_random.safetensors", "width": 64, "height": 64, "steps": 2
+    }))
+    .unwrap();
+    let spec = JobSpec {
+        workflow: "txt2img".into(),
+        values,
+        inputs: Vec::new(),
+        parent: None,
+    };
+    // Submit until both backends have been probed (before that the job just waits).
+    s.submit(spec.clone(), origin(1), false).await.unwrap();
+    let started = within(20, "started", async {
+        loop {
+            match n.recv().await {
+                Some(Notice::Started { backend, .. }) => return backend,
+                Some(Notice::Failed { reason, .. }) => panic!("{reason}"),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(started, "b1");
+    // A checkpoint nobody has is refused once both answered.
+    let mut missing = spec;
+    missing
+        .values
+        .insert("checkpoint".into(), json!("nowhere.safetensors"));
+    let err = s.submit(missing, origin(1), false).await.unwrap_err();
+    assert!(matches!(err, SubmitError::NoBackend { .. }), "{err}");
+    cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
 }
 
 #[tokio::test]

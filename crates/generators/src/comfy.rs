@@ -1,6 +1,6 @@
 //! The ComfyUI generator: one backend, any manifest workflow.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -59,14 +59,47 @@ pub fn progress_update(ev: &JobEvent) -> Option<Update> {
     })
 }
 
+type Choices = HashMap<String, HashMap<String, Vec<Value>>>;
+
+#[derive(Debug, Clone, Default)]
+struct Capabilities {
+    workflows: HashSet<String>,
+    choices: Choices,
+}
+
+/// The server's list behind each choice parameter of each workflow.
+fn choices_offered(catalog: &Catalog, info: &core_comfyui::ObjectInfo) -> Choices {
+    let mut out = Choices::new();
+    for def in catalog.iter() {
+        for (param, spec) in &def.manifest.params {
+            if spec.rule.kind != validation::ParamKind::Choice {
+                continue;
+            }
+            let Some(target) = spec.targets.first() else {
+                continue;
+            };
+            let class = def.workflow.class_type(&target.node).unwrap_or_default();
+            if let Some(core_comfyui::InputKind::Combo { options, .. }) =
+                info.get(class).and_then(|n| n.input(&target.input))
+            {
+                out.entry(def.name.clone())
+                    .or_default()
+                    .insert(param.clone(), options);
+            }
+        }
+    }
+    out
+}
+
 #[derive(Debug)]
 struct Inner {
     name: String,
     client: ComfyClient,
     catalog: RwLock<Arc<Catalog>>,
     out_dir: PathBuf,
-    /// Which workflows fit, and when that was learned; `None` forces a fresh `/object_info`.
-    fits: Mutex<Option<(Instant, HashSet<String>)>>,
+    /// Which workflows fit and the choices they offer, and when that was learned; `None`
+    /// forces a fresh `/object_info`.
+    fits: Mutex<Option<(Instant, Capabilities)>>,
 }
 
 /// Runs jobs on one ComfyUI server.
@@ -361,9 +394,9 @@ impl ComfyGenerator {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .filter(|(at, _)| at.elapsed() < OBJECT_INFO_TTL)
-            .map(|(_, fits)| fits.clone());
-        let workflows = match cached {
-            Some(w) => w,
+            .map(|(_, caps)| caps.clone());
+        let caps = match cached {
+            Some(c) => c,
             None => {
                 let info = client.object_info().await.map_err(|e| e.to_string())?;
                 let catalog = self.catalog();
@@ -373,15 +406,17 @@ impl ComfyGenerator {
                         if p.blocking {
                             tracing::warn!(backend = %self.inner.name, workflow, problem = %p, "workflow cannot run on this backend");
                         } else {
-                            tracing::info!(backend = %self.inner.name, workflow, problem = %p, "jobs using this value will be refused");
+                            tracing::info!(backend = %self.inner.name, workflow, problem = %p, "jobs using this value will go elsewhere or be refused");
                         }
                     }
                 }
-                let runnable = catalog.runnable(&info);
-                let fits: HashSet<String> = runnable.into_iter().collect();
+                let caps = Capabilities {
+                    workflows: catalog.runnable(&info).into_iter().collect(),
+                    choices: choices_offered(&catalog, &info),
+                };
                 *self.inner.fits.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some((Instant::now(), fits.clone()));
-                fits
+                    Some((Instant::now(), caps.clone()));
+                caps
             }
         };
         let devices: Vec<String> = stats
@@ -397,7 +432,8 @@ impl ComfyGenerator {
             })
             .collect();
         Ok(Probe {
-            workflows,
+            workflows: caps.workflows,
+            choices: caps.choices,
             queue_remaining: (queue.running.len() + queue.pending.len()) as u64,
             detail: format!(
                 "ComfyUI {} · {}",

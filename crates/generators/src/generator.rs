@@ -1,6 +1,6 @@
 //! One trait for every backend kind (ComfyUI now, Cosmos over SSH later).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use futures_util::future::BoxFuture;
 use progress::JobPlan;
@@ -59,12 +59,33 @@ pub struct RunControl {
 /// A health probe's answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Probe {
-    /// Workflows this backend can run (node classes and model files present).
+    /// Workflows this backend can run (every node class and input present).
     pub workflows: HashSet<String>,
+    /// For a workflow's choice parameters backed by a server list (checkpoints, LoRAs,
+    /// upscale models, samplers): the values this backend offers. A job is sent only where
+    /// the values it uses are offered.
+    pub choices: HashMap<String, HashMap<String, Vec<serde_json::Value>>>,
     /// Jobs queued or running inside the backend, from any client.
     pub queue_remaining: u64,
     /// One line for `/status` (version, devices, free VRAM).
     pub detail: String,
+}
+
+impl Probe {
+    /// Whether this backend can run this job: its workflow, and every listed value it uses.
+    pub fn accepts(&self, spec: &JobSpec) -> bool {
+        if !self.workflows.contains(&spec.workflow) {
+            return false;
+        }
+        let Some(lists) = self.choices.get(&spec.workflow) else {
+            return true;
+        };
+        lists.iter().all(|(param, offered)| {
+            spec.values
+                .get(param)
+                .is_none_or(|v| offered.iter().any(|o| validation::params::same_value(o, v)))
+        })
+    }
 }
 
 /// A backend that runs jobs.

@@ -113,8 +113,8 @@ pub enum SubmitError {
     Refused(#[from] Refusal),
     #[error(transparent)]
     Journal(#[from] JournalError),
-    /// Every backend answered, and none has what the workflow needs.
-    #[error("no backend can run workflow {workflow} right now (missing nodes or model files); an admin can run `comfycord check`")]
+    /// Every backend answered, and none has what the job needs.
+    #[error("no backend can run workflow {workflow} with these settings (missing nodes or model files); an admin can run `comfycord check`")]
     NoBackend { workflow: String },
     #[error("the scheduler has stopped")]
     Closed,
@@ -397,14 +397,13 @@ struct Backend {
 }
 
 impl Backend {
-    fn can_take(&self, workflow: &str) -> bool {
-        self.healthy && self.inflight.len() < self.max_inflight && self.fits(workflow)
+    fn can_take(&self, spec: &JobSpec) -> bool {
+        self.healthy && self.inflight.len() < self.max_inflight && self.fits(spec)
     }
 
-    fn fits(&self, workflow: &str) -> bool {
-        self.probe
-            .as_ref()
-            .is_some_and(|p| p.workflows.contains(workflow))
+    /// Whether it has what the job needs (as of its last probe, healthy or not).
+    fn fits(&self, spec: &JobSpec) -> bool {
+        self.probe.as_ref().is_some_and(|p| p.accepts(spec))
     }
 
     fn load(&self) -> (usize, u64) {
@@ -622,7 +621,7 @@ impl Actor {
         is_admin: bool,
     ) -> Result<JobId, SubmitError> {
         let all_probed = self.backends.iter().all(|b| b.probe.is_some());
-        if all_probed && !self.backends.iter().any(|b| b.fits(&spec.workflow)) {
+        if all_probed && !self.backends.iter().any(|b| b.fits(&spec)) {
             return Err(SubmitError::NoBackend {
                 workflow: spec.workflow,
             });
@@ -733,7 +732,7 @@ impl Actor {
                 backends
                     .iter()
                     .enumerate()
-                    .filter(|(i, b)| Some(*i) != w.excluded && b.can_take(&w.record.spec.workflow))
+                    .filter(|(i, b)| Some(*i) != w.excluded && b.can_take(&w.record.spec))
                     .min_by_key(|(_, b)| b.load())
                     .map(|(i, _)| i)
             };
@@ -849,7 +848,7 @@ impl Actor {
                     .backends
                     .iter()
                     .enumerate()
-                    .any(|(i, b)| Some(i) != w.excluded && b.fits(&w.record.spec.workflow))
+                    .any(|(i, b)| Some(i) != w.excluded && b.fits(&w.record.spec))
             })
             .map(|(id, w)| (id.clone(), w.record.spec.workflow.clone()))
             .collect();
@@ -896,7 +895,7 @@ impl Actor {
                     .backends
                     .iter()
                     .enumerate()
-                    .any(|(i, b)| i != run.backend && b.fits(workflow));
+                    .any(|(i, b)| i != run.backend && b.fits(&run.record.spec));
                 if retryable && run.record.attempts < self.config.max_attempts && elsewhere {
                     tracing::warn!(job = %id, backend = backend_name, %reason, "retrying on another backend");
                     let mut record = run.record;
