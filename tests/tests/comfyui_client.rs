@@ -515,7 +515,7 @@ async fn ksampler_progress_and_previews_through_the_txt2img_manifest() {
 }
 
 #[tokio::test]
-async fn upscale_model_and_lora_workflows() {
+async fn upscale_img2img_and_lora_workflows() {
     let server = Server::start().await;
     let client = server.client().await;
     let (catalog, _) = Catalog::load_dir(&workflows_dir()).unwrap();
@@ -547,6 +547,38 @@ async fn upscale_model_and_lora_workflows() {
     let bytes = client.download(&out.files[0].file, None).await.unwrap();
     // A 4x model, then resized to exactly the 2x the user asked for.
     assert_eq!(image_size(&bytes), (80, 48));
+
+    let i2i = catalog.get("img2img").unwrap();
+    let source = client
+        .upload(UploadRequest::input_image(
+            format!("cc_i2i_{color}.png"),
+            tiny_png(64, 48),
+            "image/png",
+        ))
+        .await
+        .unwrap();
+    let values: Map<String, Value> = serde_json::from_value(json!({
+        "image": source.load_image_name(), "prompt": "a red fox", "checkpoint": TINY_CKPT, "steps": 2, "denoise": 0.5, "seed": color
+    }))
+    .unwrap();
+    let patched = i2i
+        .manifest
+        .apply(&i2i.workflow, &values, &mut rand::thread_rng())
+        .unwrap();
+    let job = client
+        .submit(&patched.workflow, PromptOptions::default())
+        .await
+        .unwrap();
+    let (events, outcome) = run(job, 120).await;
+    assert!(
+        executing_nodes(&events).contains(&"12".to_string()),
+        "VAEEncode ran"
+    );
+    let Outcome::Success(out) = outcome else {
+        panic!("{outcome:?}")
+    };
+    let bytes = client.download(&out.files[0].file, None).await.unwrap();
+    assert_eq!(image_size(&bytes), (64, 48));
 
     let lora = catalog.get("txt2img_lora").unwrap();
     let values: Map<String, Value> = serde_json::from_value(json!({
