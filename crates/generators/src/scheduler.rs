@@ -460,6 +460,31 @@ impl Actor {
         let _ = self.notices.try_send(n);
     }
 
+    /// Takes a waiting job out of the queue (it is about to end or run).
+    fn forget_waiting(&mut self, id: &JobId) -> Option<Waiting> {
+        self.queue.remove(id);
+        self.last_positions.remove(id);
+        self.waiting.remove(id)
+    }
+
+    /// Ends a job as failed or cancelled: journal first, then the notice.
+    async fn end(&mut self, id: JobId, failure: Option<String>) {
+        let (state, notice) = match failure {
+            Some(reason) => (
+                JobState::Failed {
+                    reason: reason.clone(),
+                },
+                Notice::Failed {
+                    id: id.clone(),
+                    reason,
+                },
+            ),
+            None => (JobState::Cancelled, Notice::Cancelled { id: id.clone() }),
+        };
+        self.journal_log(state.name(), self.journal.set_state(&id, &state, now_ms()));
+        self.notify(notice).await;
+    }
+
     fn restore(&mut self, records: Vec<JobRecord>) {
         for rec in records {
             match rec.state.clone() {
@@ -601,13 +626,8 @@ impl Actor {
             Command::Clear { reply } => {
                 let ids: Vec<JobId> = self.queue.iter().map(|(_, id)| id.clone()).collect();
                 for id in &ids {
-                    self.queue.remove(id);
-                    self.waiting.remove(id);
-                    self.journal_log(
-                        "clear",
-                        self.journal.set_state(id, &JobState::Cancelled, now_ms()),
-                    );
-                    self.notify(Notice::Cancelled { id: id.clone() }).await;
+                    self.forget_waiting(id);
+                    self.end(id.clone(), None).await;
                 }
                 let _ = reply.send(ids.len());
             }
@@ -663,14 +683,8 @@ impl Actor {
             if !allowed(w.record.origin.owner) {
                 return Err(CancelError::NotOwner);
             }
-            self.queue.remove(id);
-            self.waiting.remove(id);
-            self.last_positions.remove(id);
-            self.journal_log(
-                "cancel",
-                self.journal.set_state(id, &JobState::Cancelled, now_ms()),
-            );
-            self.notify(Notice::Cancelled { id: id.clone() }).await;
+            self.forget_waiting(id);
+            self.end(id.clone(), None).await;
             return Ok(());
         }
         if let Some(r) = self.running.get(id) {
@@ -740,10 +754,9 @@ impl Actor {
                 return;
             };
             let Some(backend) = pick(&id) else { return };
-            let Some(w) = self.waiting.remove(&id) else {
+            let Some(w) = self.forget_waiting(&id) else {
                 continue;
             };
-            self.last_positions.remove(&id);
             self.start_run(w.record, backend, None);
         }
     }
@@ -853,21 +866,9 @@ impl Actor {
             .map(|(id, w)| (id.clone(), w.record.spec.workflow.clone()))
             .collect();
         for (id, workflow) in stuck {
-            self.queue.remove(&id);
-            self.waiting.remove(&id);
-            self.last_positions.remove(&id);
-            let reason = SubmitError::NoBackend { workflow }.to_string();
-            self.journal_log(
-                "unrunnable",
-                self.journal.set_state(
-                    &id,
-                    &JobState::Failed {
-                        reason: reason.clone(),
-                    },
-                    now_ms(),
-                ),
-            );
-            self.notify(Notice::Failed { id, reason }).await;
+            self.forget_waiting(&id);
+            self.end(id, Some(SubmitError::NoBackend { workflow }.to_string()))
+                .await;
         }
     }
 
@@ -918,26 +919,10 @@ impl Actor {
                     } else {
                         reason
                     };
-                    self.journal_log(
-                        "fail",
-                        self.journal.set_state(
-                            &id,
-                            &JobState::Failed {
-                                reason: reason.clone(),
-                            },
-                            now_ms(),
-                        ),
-                    );
-                    self.notify(Notice::Failed { id, reason }).await;
+                    self.end(id, Some(reason)).await;
                 }
             }
-            GenOutcome::Cancelled => {
-                self.journal_log(
-                    "cancelled",
-                    self.journal.set_state(&id, &JobState::Cancelled, now_ms()),
-                );
-                self.notify(Notice::Cancelled { id }).await;
-            }
+            GenOutcome::Cancelled => self.end(id, None).await,
             GenOutcome::Abandoned => {
                 // Shutdown: the journal still says Running, so the next start resumes it.
             }
