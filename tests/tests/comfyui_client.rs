@@ -514,99 +514,76 @@ async fn ksampler_progress_and_previews_through_the_txt2img_manifest() {
     assert_eq!(image_size(&bytes), (64, 64));
 }
 
+/// Applies `values` to a catalog workflow, runs it, and returns its events and first output.
+async fn run_manifest(
+    client: &ComfyClient,
+    def: &core_comfyui::WorkflowDef,
+    values: Value,
+) -> (Vec<JobEvent>, bytes::Bytes) {
+    let values: Map<String, Value> = serde_json::from_value(values).unwrap();
+    let patched = def
+        .manifest
+        .apply(&def.workflow, &values, &mut rand::thread_rng())
+        .unwrap();
+    let job = client
+        .submit(&patched.workflow, PromptOptions::default())
+        .await
+        .unwrap();
+    let (events, outcome) = run(job, 120).await;
+    let Outcome::Success(out) = outcome else {
+        panic!("{}: {outcome:?}", def.name)
+    };
+    let bytes = client.download(&out.files[0].file, None).await.unwrap();
+    (events, bytes)
+}
+
 #[tokio::test]
 async fn upscale_img2img_and_lora_workflows() {
     let server = Server::start().await;
     let client = server.client().await;
     let (catalog, _) = Catalog::load_dir(&workflows_dir()).unwrap();
     let color = rand_color();
-    let uploaded = client
-        .upload(UploadRequest::input_image(
-            format!("cc_up_{color}.png"),
-            tiny_png(40, 24),
+    let upload = |name: String, w: u32, h: u32| {
+        client.upload(UploadRequest::input_image(
+            name,
+            tiny_png(w, h),
             "image/png",
         ))
-        .await
-        .unwrap();
-    let up = catalog.get("upscale").unwrap();
-    let values: Map<String, Value> = serde_json::from_value(json!({
-        "image": uploaded.load_image_name(), "model": TINY_UPSCALER, "target_width": 80, "target_height": 48
-    }))
-    .unwrap();
-    let patched = up
-        .manifest
-        .apply(&up.workflow, &values, &mut rand::thread_rng())
-        .unwrap();
-    let job = client
-        .submit(&patched.workflow, PromptOptions::default())
-        .await
-        .unwrap();
-    let Outcome::Success(out) = run(job, 120).await.1 else {
-        panic!()
     };
-    let bytes = client.download(&out.files[0].file, None).await.unwrap();
+    let small = upload(format!("cc_up_{color}.png"), 40, 24).await.unwrap();
+    let (_, bytes) = run_manifest(
+        &client,
+        catalog.get("upscale").unwrap(),
+        json!({"image": small.load_image_name(), "model": TINY_UPSCALER, "target_width": 80, "target_height": 48}),
+    )
+    .await;
     // A 4x model, then resized to exactly the 2x the user asked for.
     assert_eq!(image_size(&bytes), (80, 48));
 
-    let i2i = catalog.get("img2img").unwrap();
-    let source = client
-        .upload(UploadRequest::input_image(
-            format!("cc_i2i_{color}.png"),
-            tiny_png(64, 48),
-            "image/png",
-        ))
-        .await
-        .unwrap();
-    let values: Map<String, Value> = serde_json::from_value(json!({
-        "image": source.load_image_name(), "prompt": "a red fox", "checkpoint": TINY_CKPT, "steps": 2, "denoise": 0.5, "seed": color
-    }))
-    .unwrap();
-    let patched = i2i
-        .manifest
-        .apply(&i2i.workflow, &values, &mut rand::thread_rng())
-        .unwrap();
-    let job = client
-        .submit(&patched.workflow, PromptOptions::default())
-        .await
-        .unwrap();
-    let (events, outcome) = run(job, 120).await;
+    let source = upload(format!("cc_i2i_{color}.png"), 64, 48).await.unwrap();
+    let (events, bytes) = run_manifest(
+        &client,
+        catalog.get("img2img").unwrap(),
+        json!({"image": source.load_image_name(), "prompt": "a red fox", "checkpoint": TINY_CKPT, "steps": 2, "denoise": 0.5, "seed": color}),
+    )
+    .await;
     assert!(
         executing_nodes(&events).contains(&"12".to_string()),
         "VAEEncode ran"
     );
-    let Outcome::Success(out) = outcome else {
-        panic!("{outcome:?}")
-    };
-    let bytes = client.download(&out.files[0].file, None).await.unwrap();
     assert_eq!(image_size(&bytes), (64, 48));
 
-    let lora = catalog.get("txt2img_lora").unwrap();
-    let values: Map<String, Value> = serde_json::from_value(json!({
-        "prompt": "a red fox", "checkpoint": TINY_CKPT, "lora": TINY_LORA, "lora_strength": 0.8,
-        "width": 64, "height": 64, "steps": 2, "seed": color
-    }))
-    .unwrap();
-    let patched = lora
-        .manifest
-        .apply(&lora.workflow, &values, &mut rand::thread_rng())
-        .unwrap();
-    assert_eq!(
-        patched.workflow.input("10", "strength_clip"),
-        Some(&json!(0.8))
-    );
-    let job = client
-        .submit(&patched.workflow, PromptOptions::default())
-        .await
-        .unwrap();
-    let (events, outcome) = run(job, 120).await;
+    let (events, bytes) = run_manifest(
+        &client,
+        catalog.get("txt2img_lora").unwrap(),
+        json!({"prompt": "a red fox", "checkpoint": TINY_CKPT, "lora": TINY_LORA, "lora_strength": 0.8,
+               "width": 64, "height": 64, "steps": 2, "seed": color}),
+    )
+    .await;
     assert!(
         executing_nodes(&events).contains(&"10".to_string()),
         "the LoRA node ran"
     );
-    let Outcome::Success(out) = outcome else {
-        panic!("{outcome:?}")
-    };
-    let bytes = client.download(&out.files[0].file, None).await.unwrap();
     assert_eq!(image_size(&bytes), (64, 64));
 }
 

@@ -659,6 +659,30 @@ mod tests {
     }
 
     #[test]
+    fn one_parameter_sets_every_target() {
+        let w = Workflow::from_value(json!({
+            "10": {"class_type": "LoraLoader", "inputs": {"strength_model": 1.0, "strength_clip": 1.0}},
+            "9": {"class_type": "SaveImage", "inputs": {}}
+        }))
+        .unwrap();
+        let m = Manifest::from_json(
+            r#"{"params": {"lora_strength": {"type": "float", "min": 0, "max": 2,
+                "targets": [{"node": "10", "input": "strength_model"}, {"node": 10, "input": "strength_clip"}]}}}"#,
+            &w,
+        )
+        .unwrap();
+        let p = m
+            .apply(
+                &w,
+                &values(json!({"lora_strength": 0.8})),
+                &mut rand::thread_rng(),
+            )
+            .unwrap();
+        assert_eq!(p.workflow.input("10", "strength_model"), Some(&json!(0.8)));
+        assert_eq!(p.workflow.input("10", "strength_clip"), Some(&json!(0.8)));
+    }
+
+    #[test]
     fn manifest_errors_name_the_parameter() {
         let w = workflow();
         let e = |s: &str| Manifest::from_json(s, &w).unwrap_err().to_string();

@@ -754,7 +754,9 @@ impl Actor {
                 return;
             };
             let Some(backend) = pick(&id) else { return };
-            let Some(w) = self.forget_waiting(&id) else {
+            // pop_next already took it out of the queue.
+            self.last_positions.remove(&id);
+            let Some(w) = self.waiting.remove(&id) else {
                 continue;
             };
             self.start_run(w.record, backend, None);
