@@ -211,13 +211,16 @@ async fn server_refusal_and_cancel_are_reported() {
     .await;
     let out = temp("cancel");
     let cfg = config(&fake.url());
-    // The example names a checkpoint this server lacks: ComfyUI's refusal comes back readable.
+    // The example names a checkpoint this server lacks: refused before queueing, naming it.
     let mut a = args("txt2img", &out);
     a.prompt = Some("x".into());
     let err = run_workflow(&cfg, a, Recorder::default(), std::future::pending())
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("ckpt_name 'v1-5-pruned-emaonly.safetensors' is not one of the values this server offers"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "the workflow failed: no backend offers checkpoint \"v1-5-pruned-emaonly.safetensors\" for workflow txt2img; choose another value"
+    );
 
     // 50 steps at 50 ms: cancelled while sampling.
     let mut a = args("txt2img", &out);

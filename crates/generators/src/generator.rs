@@ -74,16 +74,16 @@ pub struct Probe {
 impl Probe {
     /// Whether this backend can run this job: its workflow, and every listed value it uses.
     pub fn accepts(&self, spec: &JobSpec) -> bool {
-        if !self.workflows.contains(&spec.workflow) {
-            return false;
-        }
-        let Some(lists) = self.choices.get(&spec.workflow) else {
-            return true;
-        };
-        lists.iter().all(|(param, offered)| {
-            spec.values
-                .get(param)
-                .is_none_or(|v| offered.iter().any(|o| validation::params::same_value(o, v)))
+        self.workflows.contains(&spec.workflow) && self.missing_value(spec).is_none()
+    }
+
+    /// The first value the job uses that this backend does not offer, as `param "value"`.
+    pub fn missing_value(&self, spec: &JobSpec) -> Option<String> {
+        let lists = self.choices.get(&spec.workflow)?;
+        lists.iter().find_map(|(param, offered)| {
+            let v = spec.values.get(param)?;
+            let offered = offered.iter().any(|o| validation::params::same_value(o, v));
+            (!offered).then(|| format!("{param} {v}"))
         })
     }
 }

@@ -114,10 +114,23 @@ pub enum SubmitError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     /// Every backend answered, and none has what the job needs.
-    #[error("no backend can run workflow {workflow} with these settings (missing nodes or model files); an admin can run `comfycord check`")]
-    NoBackend { workflow: String },
+    #[error("{}", no_backend_message(workflow, missing.as_deref()))]
+    NoBackend {
+        workflow: String,
+        /// The value no backend offers (`checkpoint "x.safetensors"`), when that is the reason.
+        missing: Option<String>,
+    },
     #[error("the scheduler has stopped")]
     Closed,
+}
+
+fn no_backend_message(workflow: &str, missing: Option<&str>) -> String {
+    match missing {
+        Some(m) => format!("no backend offers {m} for workflow {workflow}; choose another value"),
+        None => format!(
+            "no backend can run workflow {workflow} right now (missing nodes or model files); an admin can run `comfycord check`"
+        ),
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -634,6 +647,20 @@ impl Actor {
         }
     }
 
+    /// Why no backend takes this job: a value none offers, or the workflow itself.
+    fn no_backend(&self, spec: &JobSpec) -> SubmitError {
+        let missing = self
+            .backends
+            .iter()
+            .filter_map(|b| b.probe.as_ref())
+            .filter(|p| p.workflows.contains(&spec.workflow))
+            .find_map(|p| p.missing_value(spec));
+        SubmitError::NoBackend {
+            workflow: spec.workflow.clone(),
+            missing,
+        }
+    }
+
     fn submit(
         &mut self,
         spec: JobSpec,
@@ -642,9 +669,7 @@ impl Actor {
     ) -> Result<JobId, SubmitError> {
         let all_probed = self.backends.iter().all(|b| b.probe.is_some());
         if all_probed && !self.backends.iter().any(|b| b.fits(&spec)) {
-            return Err(SubmitError::NoBackend {
-                workflow: spec.workflow,
-            });
+            return Err(self.no_backend(&spec));
         }
         let depth = self.queue.len() + self.running.len();
         self.limiter.admit(
@@ -865,12 +890,11 @@ impl Actor {
                     .enumerate()
                     .any(|(i, b)| Some(i) != w.excluded && b.fits(&w.record.spec))
             })
-            .map(|(id, w)| (id.clone(), w.record.spec.workflow.clone()))
+            .map(|(id, w)| (id.clone(), self.no_backend(&w.record.spec).to_string()))
             .collect();
-        for (id, workflow) in stuck {
+        for (id, reason) in stuck {
             self.forget_waiting(&id);
-            self.end(id, Some(SubmitError::NoBackend { workflow }.to_string()))
-                .await;
+            self.end(id, Some(reason)).await;
         }
     }
 
