@@ -21,6 +21,9 @@ fn config(url: &str, workflows_dir: &Path) -> Config {
     let text = serde_json::json!({
         "backends": [{"name": "fake", "url": url}],
         "workflows_dir": workflows_dir,
+        // Keep the journal and outputs out of the source tree.
+        "data_dir": dir.join("data"),
+        "outputs": {"dir": dir.join("outputs")},
         "comfyui": {"connect_timeout_secs": 2, "request_timeout_secs": 5}
     });
     std::fs::write(&path, text.to_string()).unwrap();
