@@ -135,6 +135,21 @@ async fn basic_run_streams_events_and_collects_outputs() {
     assert_eq!(events.first(), Some(&JobEvent::Started), "{events:?}");
     assert!(events.iter().any(|e| matches!(e, JobEvent::Cached { .. })));
     assert_eq!(executing_nodes(&events), vec!["1", "2", "3"]);
+    // progress_state snapshots end with every node finished.
+    let last_states = events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            JobEvent::NodeStates(nodes) => Some(nodes.clone()),
+            _ => None,
+        })
+        .expect("progress_state events");
+    assert!(
+        last_states.values().all(|n| n.state == "finished"),
+        "{last_states:?}"
+    );
+    // The status broadcast before the end said the queue is empty again.
+    assert_eq!(client.queue_remaining(), 0);
     assert!(events
         .iter()
         .any(|e| matches!(e, JobEvent::Executed { node, .. } if node == "3")));
