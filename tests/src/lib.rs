@@ -1,4 +1,5 @@
 //! Fake servers and shared helpers for the end-to-end suites.
 
 pub mod fake_comfyui;
+pub mod fake_discord;
 pub mod support;
