@@ -6,11 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use core_comfyui::{Catalog, CatalogError, ComfyClient, ComfyError};
-use generators::{
-    plan_for, ComfyGenerator, Generator, InputFile, JobSpec, MemoryJournal, Notice, Origin,
-    Scheduler, SubmitError,
-};
+use core_comfyui::{Catalog, CatalogError, ComfyError};
+use generators::{plan_for, InputFile, JobSpec, MemoryJournal, Notice, Origin, SubmitError};
 use indexmap::IndexMap;
 use progress::{spawn_throttled, ProgressSink, SinkError, Snapshot, Tracker, Update};
 use serde_json::{Map, Value};
@@ -20,6 +17,7 @@ use validation::attachment::{inspect, AttachmentRules, DeclaredAttachment, Media
 use validation::{ParamKind, ParamRule, RawRequest, Refusal};
 
 use crate::config::Config;
+use crate::serve::start_engine;
 
 /// Terminal redraws are cheap; a short interval keeps the bar lively.
 pub const TERMINAL_EDIT_INTERVAL: Duration = Duration::from_millis(200);
@@ -244,24 +242,25 @@ pub async fn run_workflow<S: ProgressSink>(
         parent: None,
     };
 
-    let client = ComfyClient::new(config.client_config(backend))?;
-    client.wait_connected().await?;
-    let generator = ComfyGenerator::new(
-        backend.name.clone(),
-        client.clone(),
-        Arc::new(catalog.clone()),
-        &args.out_dir,
-    );
+    // The same engine as the bot: one backend, an in-memory journal, outputs in --out.
+    let mut engine_config = config.clone();
+    engine_config.backends = vec![backend.clone()];
+    engine_config.outputs.dir = args.out_dir.clone();
     let stop = CancellationToken::new();
+    // Every early return below stops the engine's tasks.
+    let _stop_on_return = stop.clone().drop_guard();
     let tasks = TaskTracker::new();
-    let (scheduler, mut notices) = Scheduler::start(
-        config.scheduler(),
-        vec![Arc::new(generator) as Arc<dyn Generator>],
+    let engine = start_engine(
+        &engine_config,
+        Arc::new(catalog.clone()),
         Arc::new(MemoryJournal::new()),
-        stop.clone(),
+        &stop,
         &tasks,
     )
-    .map_err(|e| RunError::Failed(e.to_string()))?;
+    .map_err(|e| RunError::Failed(format!("{e:#}")))?;
+    let client = engine.generators[0].client().clone();
+    client.wait_connected().await?;
+    let (scheduler, mut notices) = (engine.scheduler, engine.notices);
     let id = match scheduler.submit(spec, Origin::default(), true).await {
         Ok(id) => id,
         Err(SubmitError::Refused(r)) => return Err(RunError::Refused(r)),

@@ -58,21 +58,26 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Opens the journal, loads the workflows and starts the scheduler with one generator per
-/// backend, owned by `tracker` and stopped by `cancel`.
-pub fn start_engine(
-    config: &Config,
-    journal: Arc<dyn Journal>,
-    cancel: &CancellationToken,
-    tracker: &TaskTracker,
-) -> anyhow::Result<Engine> {
+/// Loads the workflows folder; a broken workflow is logged and skipped.
+pub fn load_catalog(config: &Config) -> anyhow::Result<Arc<Catalog>> {
     let (catalog, errors) = Catalog::load_dir(&config.workflows_dir)
         .with_context(|| format!("loading workflows from {}", config.workflows_dir.display()))?;
     for e in &errors {
         tracing::error!(error = %e, "workflow skipped");
     }
     tracing::info!(workflows = ?catalog.names().collect::<Vec<_>>(), "workflows loaded");
-    let catalog = Arc::new(catalog);
+    Ok(Arc::new(catalog))
+}
+
+/// Starts the scheduler with one generator per
+/// backend, owned by `tracker` and stopped by `cancel`.
+pub fn start_engine(
+    config: &Config,
+    catalog: Arc<Catalog>,
+    journal: Arc<dyn Journal>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Engine> {
     let mut generators = Vec::new();
     for b in &config.backends {
         let mut client_config = config.client_config(b);
@@ -149,7 +154,8 @@ pub async fn serve(
     }
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let mut engine = start_engine(&config, journal, &cancel, &tracker)?;
+    let catalog = load_catalog(&config)?;
+    let mut engine = start_engine(&config, catalog, journal, &cancel, &tracker)?;
     tracker.spawn(retention_loop(config.clone(), cancel.clone()));
     // Until the Discord front-end consumes them, notices are logged.
     let stop = cancel.clone();
