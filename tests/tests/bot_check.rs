@@ -38,6 +38,8 @@ async fn check_reports_missing_models_by_workflow() {
     assert_eq!(
         report.workflows,
         vec![
+            "animate",
+            "edit",
             "img2img",
             "scale_image",
             "txt2img",
@@ -52,7 +54,14 @@ async fn check_reports_missing_models_by_workflow() {
     let failing: Vec<&str> = backend.problems.iter().map(|(w, _)| w.as_str()).collect();
     assert_eq!(
         failing,
-        vec!["img2img", "txt2img", "txt2img_lora", "upscale"]
+        vec![
+            "animate",
+            "edit",
+            "img2img",
+            "txt2img",
+            "txt2img_lora",
+            "upscale"
+        ]
     );
     let text = report.render();
     assert!(
@@ -95,30 +104,24 @@ async fn check_names_an_unreachable_backend() {
 }
 
 #[tokio::test]
-async fn serve_connects_every_backend_and_stops_on_signal() {
+async fn serve_without_a_token_says_so_and_starts_nothing() {
     let fake = FakeComfy::start().await;
     let cfg = config(&fake.url(), &workflows());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(bot::serve::serve(cfg, async {
-        let _ = stopped.await;
-    }));
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while fake.ws_connection_count() != 1 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+    assert!(cfg.discord.token.is_none());
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        bot::serve::serve(
+            cfg,
+            std::path::Path::new("config.json"),
+            std::future::pending(),
+        ),
+    )
     .await
-    .expect("the backend's WebSocket opens");
-    stop.send(()).unwrap();
-    let result = tokio::time::timeout(Duration::from_secs(10), serving)
-        .await
-        .expect("stops in time");
-    result.expect("task").expect("clean exit");
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while fake.ws_connection_count() != 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the WebSocket is closed on shutdown");
+    .expect("returns at once")
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("DISCORD_TOKEN is not set"),
+        "{err:#}"
+    );
+    assert_eq!(fake.ws_connection_count(), 0, "no backend was contacted");
 }

@@ -113,11 +113,53 @@ impl Default for ProgressSection {
 }
 
 /// Discord settings. The token is a secret: it never appears in `Debug` output or logs.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct DiscordConfig {
-    #[serde(default)]
     pub token: Option<SecretString>,
+    /// A Discord-compatible base URL (tests only): REST and the gateway URL come from there,
+    /// and serenity's rate limiter is off. Logged loudly when set. Env: `DISCORD_API_BASE`.
+    pub api_base: Option<String>,
+    /// Register the commands in this guild only: updates show at once (for development).
+    /// Without it they are registered globally.
+    pub register_in_guild: Option<u64>,
+    /// Guilds the bot answers in; empty means every guild it is in.
+    pub allowed_guilds: Vec<u64>,
+    /// Channels the bot answers in; empty means every channel.
+    pub allowed_channels: Vec<u64>,
+    /// Roles whose members may generate; empty means everyone.
+    pub allowed_roles: Vec<u64>,
+    /// Roles whose members may use the admin commands and bypass limits.
+    pub admin_roles: Vec<u64>,
+    /// Users with admin rights whatever their roles.
+    pub admin_users: Vec<u64>,
+    /// Whether direct messages may generate (they have no channel rules or roles).
+    pub allow_dms: bool,
+    /// How long an interaction token is used; after that, progress and results go through
+    /// channel messages with the bot token. Discord's tokens last 15 minutes.
+    pub interaction_fresh_secs: u64,
+}
+
+/// Margin under Discord's 15-minute interaction token lifetime.
+pub const DEFAULT_INTERACTION_FRESH_SECS: u64 = 14 * 60;
+/// Discord invalidates interaction tokens after 15 minutes.
+const INTERACTION_TOKEN_LIFETIME_SECS: u64 = 15 * 60;
+
+impl Default for DiscordConfig {
+    fn default() -> Self {
+        DiscordConfig {
+            token: None,
+            api_base: None,
+            register_in_guild: None,
+            allowed_guilds: Vec::new(),
+            allowed_channels: Vec::new(),
+            allowed_roles: Vec::new(),
+            admin_roles: Vec::new(),
+            admin_users: Vec::new(),
+            allow_dms: false,
+            interaction_fresh_secs: DEFAULT_INTERACTION_FRESH_SECS,
+        }
+    }
 }
 
 /// One ComfyUI server.
@@ -249,6 +291,9 @@ impl Config {
         if let Some(token) = env("DISCORD_TOKEN").filter(|t| !t.trim().is_empty()) {
             figment = figment.merge(Serialized::default("discord.token", token.trim()));
         }
+        if let Some(base) = env("DISCORD_API_BASE").filter(|t| !t.trim().is_empty()) {
+            figment = figment.merge(Serialized::default("discord.api_base", base.trim()));
+        }
         if let Some(url) = env("COMFYUI_URL").filter(|u| !u.trim().is_empty()) {
             figment = figment.merge(Serialized::default(
                 "backends",
@@ -349,6 +394,23 @@ impl Config {
                 self.progress.edit_interval_ms
             ));
         }
+        let d = &self.discord;
+        if !(1..=INTERACTION_TOKEN_LIFETIME_SECS).contains(&d.interaction_fresh_secs) {
+            problems.push(format!(
+                "config key `discord.interaction_fresh_secs`: {} is not allowed; use 1 to {INTERACTION_TOKEN_LIFETIME_SECS} (Discord's tokens last 15 minutes)",
+                d.interaction_fresh_secs
+            ));
+        }
+        if let Some(base) = &d.api_base {
+            if url::Url::parse(base)
+                .map(|u| !matches!(u.scheme(), "http" | "https"))
+                .unwrap_or(true)
+            {
+                problems.push(format!(
+                    "config key `discord.api_base`: {base:?} is not allowed; use an http:// or https:// URL such as http://127.0.0.1:3000"
+                ));
+            }
+        }
         if t.max_ws_message_mib > 1024 {
             problems.push(format!(
                 "config key `comfyui.max_ws_message_mib`: {} is not allowed; the most is 1024",
@@ -397,6 +459,10 @@ impl Config {
 
     pub fn journal_path(&self) -> PathBuf {
         self.data_dir.join("journal.sqlite3")
+    }
+
+    pub fn interaction_fresh(&self) -> Duration {
+        Duration::from_secs(self.discord.interaction_fresh_secs)
     }
 
     pub fn edit_interval(&self) -> Duration {
@@ -498,6 +564,29 @@ mod tests {
         let debug = format!("{c:?}");
         assert!(!debug.contains("tok.en.secret"), "{debug}");
         assert!(!c.to_string().contains("tok.en.secret"));
+    }
+
+    #[test]
+    fn discord_section() {
+        let c = load(
+            r#"{"backends": [{"name": "a", "url": "http://a:1"}], "discord": {"admin_roles": [7], "allowed_channels": [1, 2]}}"#,
+            &[("DISCORD_API_BASE", "http://127.0.0.1:3000")],
+        )
+        .unwrap();
+        assert_eq!(c.discord.admin_roles, vec![7]);
+        assert_eq!(c.discord.allowed_channels, vec![1, 2]);
+        assert_eq!(c.discord.api_base.as_deref(), Some("http://127.0.0.1:3000"));
+        assert_eq!(c.interaction_fresh(), Duration::from_secs(14 * 60));
+        let e = load(
+            r#"{"backends": [{"name": "a", "url": "http://a:1"}], "discord": {"interaction_fresh_secs": 3600, "api_base": "discord.com"}}"#,
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("`discord.interaction_fresh_secs`: 3600")
+                && e.contains("`discord.api_base`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! comfycord's binary crate: configuration, the CLI and (later) the Discord front-end.
+//! comfycord's binary crate: configuration, the CLI and the Discord front-end.
 //! Only this crate reads config and env, touches Discord, and owns shutdown.
 
 pub mod check;
 pub mod config;
+pub mod discord;
+pub mod jobs;
 pub mod run;
 pub mod serve;

@@ -139,7 +139,7 @@ fn main() -> ExitCode {
             }
             None => {
                 tracing::info!(%config, "starting");
-                match bot::serve::serve(config, bot::serve::shutdown_signal()).await {
+                match bot::serve::serve(config, &cli.config, bot::serve::shutdown_signal()).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         tracing::error!("{e:#}");

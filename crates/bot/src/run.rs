@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use core_comfyui::{Catalog, CatalogError, ComfyError};
-use generators::{plan_for, InputFile, JobSpec, MemoryJournal, Notice, Origin, SubmitError};
+use generators::{MemoryJournal, Notice, Origin, SubmitError};
 use indexmap::IndexMap;
-use progress::{spawn_throttled, ProgressSink, SinkError, Snapshot, Tracker, Update};
+use progress::{spawn_throttled, JobPlan, ProgressSink, SinkError, Snapshot, Tracker, Update};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use validation::attachment::{inspect, AttachmentRules, DeclaredAttachment, MediaFormat};
-use validation::{ParamKind, ParamRule, RawRequest, Refusal};
+use validation::{ParamKind, ParamRule, Refusal};
+
+use crate::jobs::{prepare, JobRequest, LocalImage, PrepareError};
 
 use crate::config::Config;
 use crate::serve::start_engine;
@@ -73,6 +75,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error("{0}")]
+    Prepare(#[from] PrepareError),
     #[error(transparent)]
     Comfy(#[from] ComfyError),
     #[error("the workflow failed: {0}")]
@@ -176,71 +180,44 @@ pub async fn run_workflow<S: ProgressSink>(
                     .join(", "),
             })?,
     };
-    let rules: IndexMap<String, ParamRule> = def
-        .manifest
-        .params
-        .iter()
-        .map(|(n, p)| (n.clone(), p.rule.clone()))
-        .collect();
-
-    // Check everything local before touching the server.
-    let mut raw = RawRequest {
-        values: Map::new(),
-        aspect: args.aspect.clone(),
-    };
-    if let Some(p) = &args.prompt {
-        raw.values.insert("prompt".into(), Value::String(p.clone()));
-    }
-    for (name, value) in &args.params {
-        raw.values
-            .insert(name.clone(), parse_param_value(rules.get(name), value));
-    }
-    let image_params: Vec<&String> = rules
-        .iter()
-        .filter(|(_, r)| r.kind == ParamKind::Image)
-        .map(|(n, _)| n)
-        .collect();
-    if args.images.len() > image_params.len() {
+    let rules = crate::jobs::rules_of(def);
+    let takes = crate::jobs::image_params(def).len();
+    if args.images.len() > takes {
         return Err(RunError::ImageCount {
             workflow: args.workflow.clone(),
             count: args.images.len(),
-            takes: image_params.len(),
+            takes,
         });
+    }
+    // Check everything local before touching the server.
+    let mut values = Map::new();
+    if let Some(p) = &args.prompt {
+        values.insert("prompt".into(), Value::String(p.clone()));
+    }
+    for (name, value) in &args.params {
+        values.insert(name.clone(), parse_param_value(rules.get(name), value));
     }
     let attachment_rules = config.attachment_rules();
-    let mut inputs = Vec::new();
-    for (param, path) in image_params.iter().zip(&args.images) {
+    let mut images = Vec::new();
+    for path in &args.images {
         let format = check_image(path, &attachment_rules)?;
-        // A placeholder that passes validation; the generator puts the uploaded name there.
-        raw.values.insert(
-            (*param).clone(),
-            Value::String(format!("pending.{}", format.extension())),
-        );
-        inputs.push(InputFile {
-            param: (*param).clone(),
+        images.push(LocalImage {
             path: path.clone(),
-            mime: format.mime().to_string(),
+            format,
         });
     }
-    let values = validation::validate(&rules, &raw)?;
-    // Defaults and the seed are fixed now, so the job is reproducible.
-    let patched = def
-        .manifest
-        .apply(&def.workflow, &values, &mut rand::thread_rng())
-        .map_err(|e| match e {
-            core_comfyui::PatchError::Refused(r) => RunError::Refused(r),
-            other => RunError::Failed(other.to_string()),
-        })?;
-    let spec = JobSpec {
-        workflow: args.workflow.clone(),
-        values: patched
-            .values
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        inputs,
-        parent: None,
-    };
+    let prepared = prepare(
+        &catalog,
+        JobRequest {
+            workflow: args.workflow.clone(),
+            values,
+            aspect: args.aspect.clone(),
+            images,
+            parent: None,
+        },
+        &mut rand::thread_rng(),
+    )?;
+    let spec = prepared.spec.clone();
 
     // The same engine as the bot: one backend, an in-memory journal, outputs in --out.
     let mut engine_config = config.clone();
@@ -269,7 +246,7 @@ pub async fn run_workflow<S: ProgressSink>(
 
     let progress = spawn_throttled(sink, TERMINAL_EDIT_INTERVAL);
     let started = tokio::time::Instant::now();
-    let mut tracker = Tracker::new(plan_for(&patched.workflow), started);
+    let mut tracker = Tracker::new(JobPlan::default(), started);
     tokio::pin!(cancel);
     let mut cancel_sent = false;
     let result = loop {
@@ -322,7 +299,7 @@ pub async fn run_workflow<S: ProgressSink>(
     result.map(|outputs| RunResult {
         job_id: id.to_string(),
         files: outputs.into_iter().map(|o| o.path).collect(),
-        values: patched.values,
+        values: prepared.values,
     })
 }
 

@@ -143,44 +143,43 @@ async fn retention_loop(config: Config, cancel: CancellationToken) {
     }
 }
 
-/// Runs until `shutdown` resolves.
+/// Runs the bot until `shutdown` resolves (or the Discord connection fails for good).
 pub async fn serve(
     config: Config,
+    config_path: &std::path::Path,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Fail before touching anything when the token is missing.
+    crate::discord::build_http(&config)?;
     let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&config.journal_path())?);
-    if config.discord.token.is_none() {
-        tracing::warn!("DISCORD_TOKEN is not set");
-    }
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let catalog = load_catalog(&config)?;
-    let mut engine = start_engine(&config, catalog, journal, &cancel, &tracker)?;
+    let engine = start_engine(&config, catalog, journal, &cancel, &tracker)?;
+    let clients: Vec<_> = engine
+        .generators
+        .iter()
+        .map(|g| g.client().clone())
+        .collect();
     tracker.spawn(retention_loop(config.clone(), cancel.clone()));
-    // Until the Discord front-end consumes them, notices are logged.
-    let stop = cancel.clone();
-    tracker.spawn(async move {
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                n = engine.notices.recv() => match n {
-                    Some(Notice::Progress { .. } | Notice::Queued { .. } | Notice::Plan { .. }) => {}
-                    Some(n) => tracing::info!(job = %n.id(), notice = ?n, "job"),
-                    None => return,
-                },
-            }
+    let bot = crate::discord::run(config, config_path, engine, cancel.clone(), &tracker);
+    tokio::pin!(bot);
+    let result = tokio::select! {
+        r = &mut bot => r,
+        _ = shutdown => {
+            tracing::info!(
+                "shutting down; running jobs stay queued on their backends and resume at the next start"
+            );
+            cancel.cancel();
+            bot.await
         }
-    });
-    tracker.close();
-    shutdown.await;
-    tracing::info!(
-        "shutting down; running jobs stay queued on their backends and resume at the next start"
-    );
+    };
     cancel.cancel();
-    for g in &engine.generators {
-        g.client().shutdown().await;
+    for c in &clients {
+        c.shutdown().await;
     }
+    tracker.close();
     tracker.wait().await;
     tracing::info!("stopped");
-    Ok(())
+    result
 }

@@ -154,6 +154,8 @@ pub struct BackendStatus {
     pub queue_remaining: u64,
     pub detail: String,
     pub workflows: Vec<String>,
+    /// Per workflow and parameter, the values this backend offers (checkpoints, LoRAs, ...).
+    pub choices: HashMap<String, HashMap<String, Vec<serde_json::Value>>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,6 +175,7 @@ pub enum JobPlace {
 
 enum Command {
     Submit {
+        id: JobId,
         spec: JobSpec,
         origin: Origin,
         is_admin: bool,
@@ -297,7 +300,20 @@ impl Scheduler {
         origin: Origin,
         is_admin: bool,
     ) -> Result<JobId, SubmitError> {
+        self.submit_as(JobId::new(), spec, origin, is_admin).await
+    }
+
+    /// [`Scheduler::submit`] with an id chosen by the caller, so a front-end can route the
+    /// job's first notices before `submit` returns.
+    pub async fn submit_as(
+        &self,
+        id: JobId,
+        spec: JobSpec,
+        origin: Origin,
+        is_admin: bool,
+    ) -> Result<JobId, SubmitError> {
         ask(&self.commands, |reply| Command::Submit {
+            id,
             spec,
             origin,
             is_admin,
@@ -578,12 +594,13 @@ impl Actor {
     async fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Submit {
+                id,
                 spec,
                 origin,
                 is_admin,
                 reply,
             } => {
-                let _ = reply.send(self.submit(spec, origin, is_admin));
+                let _ = reply.send(self.submit(id, spec, origin, is_admin));
             }
             Command::Cancel {
                 id,
@@ -663,6 +680,7 @@ impl Actor {
 
     fn submit(
         &mut self,
+        id: JobId,
         spec: JobSpec,
         origin: Origin,
         is_admin: bool,
@@ -679,7 +697,7 @@ impl Actor {
             depth,
         )?;
         let mut record = JobRecord {
-            id: JobId::new(),
+            id,
             seq: 0,
             spec,
             origin,
@@ -750,6 +768,11 @@ impl Actor {
                         w.sort();
                         w
                     },
+                    choices: b
+                        .probe
+                        .as_ref()
+                        .map(|p| p.choices.clone())
+                        .unwrap_or_default(),
                 })
                 .collect(),
             waiting: self.queue.len(),

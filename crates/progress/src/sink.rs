@@ -46,6 +46,7 @@ struct Slot {
 #[derive(Debug)]
 pub struct ProgressHandle {
     tx: watch::Sender<Option<Slot>>,
+    stop: watch::Sender<bool>,
     task: JoinHandle<u64>,
 }
 
@@ -75,33 +76,61 @@ impl ProgressHandle {
         }));
         self.task.await.unwrap_or(0)
     }
+
+    /// Stops without a final state: pending states are dropped, an edit already in flight is
+    /// awaited. Afterwards nothing more reaches the sink, so the caller may replace the
+    /// message (with a result) without a late progress edit overwriting it.
+    pub async fn stop(self) -> u64 {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or(0)
+    }
+}
+
+/// Resolves once [`ProgressHandle::stop`] is called; never if the handle is gone (then the
+/// closed update channel ends the loop).
+async fn stop_requested(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|stopped| *stopped).await.is_err() {
+        std::future::pending::<()>().await
+    }
 }
 
 /// Starts the delivery task for one message.
 pub fn spawn_throttled<S: ProgressSink>(sink: S, interval: Duration) -> ProgressHandle {
     let (tx, rx) = watch::channel(None);
-    let task = tokio::spawn(deliver_loop(sink, interval, rx));
-    ProgressHandle { tx, task }
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(deliver_loop(sink, interval, rx, stop_rx));
+    ProgressHandle { tx, stop, task }
 }
 
 async fn deliver_loop<S: ProgressSink>(
     sink: S,
     interval: Duration,
     mut rx: watch::Receiver<Option<Slot>>,
+    mut stop: watch::Receiver<bool>,
 ) -> u64 {
     let mut last_sent: Option<Instant> = None;
     let mut delivered = 0u64;
     let mut final_attempts = 0u32;
     let mut retry_now = false;
     loop {
-        if !retry_now && rx.changed().await.is_err() {
-            // The handle was dropped without a final state: nothing more to show.
-            return delivered;
+        if !retry_now {
+            tokio::select! {
+                biased;
+                _ = stop_requested(&mut stop) => return delivered,
+                changed = rx.changed() => if changed.is_err() {
+                    // The handle was dropped without a final state: nothing more to show.
+                    return delivered;
+                },
+            }
         }
         retry_now = false;
         if let Some(t) = last_sent {
             // Updates that arrive while we wait replace each other in the watch.
-            tokio::time::sleep_until(t + interval).await;
+            tokio::select! {
+                biased;
+                _ = stop_requested(&mut stop) => return delivered,
+                _ = tokio::time::sleep_until(t + interval) => {}
+            }
         }
         let Some(slot) = rx.borrow_and_update().clone() else {
             continue;
@@ -132,7 +161,11 @@ async fn deliver_loop<S: ProgressSink>(
                         return delivered;
                     }
                 }
-                tokio::time::sleep(wait).await;
+                tokio::select! {
+                    biased;
+                    _ = stop_requested(&mut stop) => return delivered,
+                    _ = tokio::time::sleep(wait) => {}
+                }
                 // Whatever is newest now (maybe the final state) goes next, without waiting
                 // for another change and without the interval (the wait already spaced it).
                 last_sent = None;
@@ -190,6 +223,35 @@ mod tests {
             self.sent.lock().unwrap().push((Instant::now(), s.percent));
             Ok(())
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_waits_for_the_edit_in_flight_and_drops_the_rest() {
+        let rec = Recorder {
+            edit_latency: Duration::from_millis(300),
+            ..Recorder::default()
+        };
+        let h = spawn_throttled(rec.clone(), Duration::from_secs(1));
+        h.update(snap(10.0));
+        // Let the first edit start, then queue a newer state and stop mid-edit.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            *rec.in_flight.lock().unwrap(),
+            "first edit should be in flight"
+        );
+        h.update(snap(20.0));
+        let delivered = h.stop().await;
+        assert_eq!(delivered, 1);
+        assert!(!*rec.in_flight.lock().unwrap());
+        let sent: Vec<f64> = rec.sent.lock().unwrap().iter().map(|(_, p)| *p).collect();
+        assert_eq!(
+            sent,
+            vec![10.0],
+            "the pending 20% must not be sent after stop"
+        );
+        // And nothing arrives later either.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(rec.sent.lock().unwrap().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -91,6 +91,7 @@ impl Faults {
 
     /// The next `n` REST requests get 429 with `Retry-After`, the `X-RateLimit-*` headers and
     /// `{"message","retry_after","global"}`, without being handled. `n = 0` clears it.
+    /// Attachment downloads (`GET /attachments/...`) neither get nor use up these 429s.
     pub fn rate_limit_next(&self, n: u64, retry_after: f64, global: bool) {
         let mut g = self.rate_limit.lock().unwrap_or_else(|e| e.into_inner());
         *g = (n > 0).then_some(RateLimit {

@@ -300,12 +300,31 @@ pub struct StoredFile {
     pub content_type: Option<String>,
 }
 
-/// An attachment object.
-pub fn attachment(f: &StoredFile) -> Value {
-    let url = format!(
-        "https://cdn.fake-discord.invalid/attachments/{}/{}",
-        f.id, f.filename
-    );
+/// Where the fake serves an attachment's bytes: `{base_url}/attachments/{id}/{filename}`, with
+/// `base_url` the fake's REST base (`http://127.0.0.1:PORT`, see
+/// [`FakeDiscord::rest_url`](super::FakeDiscord::rest_url)) and the filename percent-encoded
+/// (every byte but `A-Z a-z 0-9 - . _ ~`).
+pub fn attachment_url(base_url: &str, id: u64, filename: &str) -> String {
+    let mut name = String::with_capacity(filename.len());
+    for b in filename.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            name.push(char::from(b));
+        } else {
+            name.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!(
+        "{}/attachments/{}/{}",
+        base_url.trim_end_matches('/'),
+        id,
+        name
+    )
+}
+
+/// An attachment object; `url` and `proxy_url` point at the fake's own REST server
+/// (`GET {base_url}/attachments/{id}/{filename}`).
+pub fn attachment(f: &StoredFile, base_url: &str) -> Value {
+    let url = attachment_url(base_url, f.id, &f.filename);
     json!({
         "id": f.id.to_string(),
         "filename": f.filename,
@@ -378,8 +397,9 @@ impl StoredMessage {
         self.flags() & 64 != 0
     }
 
-    /// The message object Discord would return.
-    pub fn to_json(&self) -> Value {
+    /// The message object Discord would return; `base_url` is the fake's REST base, which
+    /// attachment URLs point at.
+    pub fn to_json(&self, base_url: &str) -> Value {
         let p = &self.payload;
         let embeds: Vec<Value> = p
             .get("embeds")
@@ -407,7 +427,11 @@ impl StoredMessage {
             "mention_everyone": false,
             "mentions": [],
             "mention_roles": [],
-            "attachments": self.files.iter().map(attachment).collect::<Vec<_>>(),
+            "attachments": self
+                .files
+                .iter()
+                .map(|f| attachment(f, base_url))
+                .collect::<Vec<_>>(),
             "embeds": embeds,
             "reactions": [],
             "pinned": false,
@@ -466,6 +490,8 @@ pub struct SpecAttachment {
     pub filename: String,
     pub size: usize,
     pub content_type: String,
+    /// The bytes the fake serves at the attachment's URL; `None`: `size` zero bytes.
+    pub bytes: Option<bytes::Bytes>,
 }
 
 /// A description of an interaction to inject with
@@ -548,7 +574,9 @@ impl InteractionSpec {
         self
     }
 
-    /// Adds an attachment option (type 11) with a resolved attachment.
+    /// Adds an attachment option (type 11) with a resolved attachment of `size` bytes. The
+    /// content type follows the file extension; its URL serves `size` zero bytes (use
+    /// [`attachment_bytes`](Self::attachment_bytes) for real content).
     pub fn attachment(mut self, option: &str, filename: &str, size: usize) -> Self {
         let content_type = match filename.rsplit('.').next() {
             Some("png") => "image/png",
@@ -561,6 +589,26 @@ impl InteractionSpec {
             filename: filename.into(),
             size,
             content_type: content_type.into(),
+            bytes: None,
+        });
+        self
+    }
+
+    /// Adds an attachment option (type 11) whose URL serves `bytes` with `content_type`
+    /// (`size` = `bytes.len()`).
+    pub fn attachment_bytes(
+        mut self,
+        option: &str,
+        filename: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Self {
+        self.attachments.push(SpecAttachment {
+            option: option.into(),
+            filename: filename.into(),
+            size: bytes.len(),
+            content_type: content_type.into(),
+            bytes: Some(bytes.into()),
         });
         self
     }
@@ -593,7 +641,9 @@ fn option_json(name: &str, value: &Value) -> Value {
 }
 
 /// INTERACTION_CREATE's `d` for `spec`. `message` is the message object a component
-/// interaction sits on; `attachment_ids` gives one id per `spec.attachments` entry.
+/// interaction sits on; `attachment_ids` gives one id per `spec.attachments` entry;
+/// `base_url` is the fake's REST base, which attachment URLs point at.
+#[allow(clippy::too_many_arguments)]
 pub fn interaction(
     spec: &InteractionSpec,
     id: u64,
@@ -602,6 +652,7 @@ pub fn interaction(
     message: Option<Value>,
     attachment_ids: &[u64],
     attachment_size_limit: u64,
+    base_url: &str,
 ) -> Value {
     let (ty, data) = match &spec.kind {
         SpecKind::Command { name } | SpecKind::Autocomplete { name, .. } => {
@@ -630,7 +681,7 @@ pub fn interaction(
                     size: a.size,
                     content_type: Some(a.content_type.clone()),
                 };
-                resolved.insert(aid.to_string(), attachment(&stored));
+                resolved.insert(aid.to_string(), attachment(&stored, base_url));
             }
             let mut data = json!({
                 "id": command_id.to_string(),
@@ -715,6 +766,10 @@ mod tests {
     use serenity::model::gateway::{BotGateway, Ready};
     use serenity::model::guild::{Guild, Member, Role};
     use serenity::model::user::{CurrentUser, User};
+
+    /// A REST base like the one [`FakeDiscord::rest_url`](super::super::FakeDiscord::rest_url)
+    /// returns.
+    const BASE: &str = "http://127.0.0.1:1";
 
     fn dispatch(t: &str, d: Value) -> Event {
         let frame = json!({"op": 0, "s": 1, "t": t, "d": d});
@@ -814,7 +869,7 @@ mod tests {
 
     #[test]
     fn interactions_deserialize() {
-        let msg = sample_messages()[3].to_json();
+        let msg = sample_messages()[3].to_json(BASE);
         let cases = vec![
             (
                 InteractionSpec::command("imagine")
@@ -866,6 +921,7 @@ mod tests {
                 message,
                 &[902],
                 DEFAULT_ATTACHMENT_SIZE_LIMIT,
+                BASE,
             );
             let i = serde_json::from_value::<Interaction>(d.clone())
                 .unwrap_or_else(|e| panic!("{what}: {e}\n{d:#}"));
@@ -873,6 +929,9 @@ mod tests {
                 (SpecKind::Command { .. }, Interaction::Command(c)) => {
                     if !spec.attachments.is_empty() {
                         assert_eq!(c.data.resolved.attachments.len(), 1);
+                        let a = &c.data.resolved.attachments[&902.into()];
+                        assert_eq!(a.url, format!("{BASE}/attachments/902/cat.png"));
+                        assert_eq!(a.size, 1234);
                         assert_eq!(c.data.options().len(), 5, "{what}");
                     }
                     if spec.dm {
@@ -902,7 +961,7 @@ mod tests {
     #[test]
     fn messages_deserialize() {
         for m in sample_messages() {
-            let j = m.to_json();
+            let j = m.to_json(BASE);
             let parsed = serde_json::from_value::<Message>(j.clone())
                 .unwrap_or_else(|e| panic!("{e}\n{j:#}"));
             assert_eq!(parsed.id.get(), m.id);

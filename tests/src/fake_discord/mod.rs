@@ -1,7 +1,9 @@
 //! A fake Discord (REST API v10 + gateway) on loopback, for end-to-end tests of the bot.
 //!
-//! REST answers under `http://127.0.0.1:PORT/api/v10/...`; the gateway is a second loopback
-//! listener speaking JSON text frames (`ws://127.0.0.1:PORT2`). Point serenity 0.12.5 at it
+//! REST answers under `http://127.0.0.1:PORT/api/v10/...`; the same listener plays Discord's
+//! CDN at `http://127.0.0.1:PORT/attachments/{id}/{filename}`, where every attachment URL the
+//! fake hands out points (interaction attachments and files the bot uploaded). The gateway is a
+//! second loopback listener speaking JSON text frames (`ws://127.0.0.1:PORT2`). Point serenity 0.12.5 at it
 //! with `HttpBuilder::new(token).proxy(fake.rest_url()).ratelimiter_disabled(true)` and
 //! `ClientBuilder::new_with_http(http, intents)` (see `shared/notes/discord-platform.md` §2).
 //!
@@ -28,6 +30,7 @@ mod faults;
 pub mod fixtures;
 mod gateway;
 mod rest;
+mod waits;
 
 pub use faults::Faults;
 pub use fixtures::{
@@ -76,6 +79,16 @@ pub struct RecordedFile {
     pub filename: Option<String>,
     pub content_type: Option<String>,
     pub data: bytes::Bytes,
+}
+
+/// Bytes the fake serves at `GET /attachments/{id}/{filename}`.
+#[derive(Clone, Debug)]
+pub(crate) struct Blob {
+    pub filename: String,
+    pub content_type: Option<String>,
+    /// `None`: `size` zero bytes (an attachment made with [`InteractionSpec::attachment`]).
+    pub data: Option<bytes::Bytes>,
+    pub size: usize,
 }
 
 /// A parsed request body, handed from the recording middleware to the handlers.
@@ -189,6 +202,8 @@ pub(crate) struct Inner {
     next_id: u64,
     pub global_commands: Vec<Value>,
     pub guild_commands: HashMap<u64, Vec<Value>>,
+    /// Attachment id → what `GET /attachments/{id}/{filename}` serves.
+    pub blobs: HashMap<u64, Blob>,
 }
 
 impl Inner {
@@ -238,6 +253,8 @@ pub(crate) struct Shared {
     /// Bumped on every recorded request or frame; waiters watch it.
     pub version: watch::Sender<u64>,
     pub gateway_url: String,
+    /// `http://127.0.0.1:PORT`, the base of attachment URLs.
+    pub rest_url: String,
 }
 
 impl Shared {
@@ -288,6 +305,7 @@ impl FakeDiscord {
             inner: Mutex::new(Inner::default()),
             version: watch::channel(0).0,
             gateway_url: format!("ws://{}", gateway_addr),
+            rest_url: format!("http://{}", rest_addr),
         });
         let app = rest::router(shared.clone());
         let cancel = shared.cancel.clone();
@@ -308,7 +326,7 @@ impl FakeDiscord {
 
     /// `http://127.0.0.1:PORT`: give it to `HttpBuilder::proxy`.
     pub fn rest_url(&self) -> String {
-        format!("http://{}", self.rest_addr)
+        self.shared.rest_url.clone()
     }
 
     /// `http://127.0.0.1:PORT/api/v10`, for raw clients.
@@ -330,7 +348,8 @@ impl FakeDiscord {
         &self.shared.faults
     }
 
-    /// Every REST request so far, in arrival order of their answers.
+    /// Every REST request so far (attachment downloads included), in arrival order of their
+    /// answers.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.lock().requests.clone()
     }
@@ -472,7 +491,9 @@ impl FakeDiscord {
                     }
                 };
                 component_message = Some(mid);
-                g.messages.get(&mid).map(StoredMessage::to_json)
+                g.messages
+                    .get(&mid)
+                    .map(|m| m.to_json(&self.shared.rest_url))
             }
             _ => None,
         };
@@ -484,7 +505,19 @@ impl FakeDiscord {
             message,
             &attachment_ids,
             self.shared.opts.attachment_size_limit,
+            &self.shared.rest_url,
         );
+        for (a, aid) in spec.attachments.iter().zip(&attachment_ids) {
+            g.blobs.insert(
+                *aid,
+                Blob {
+                    filename: a.filename.clone(),
+                    content_type: Some(a.content_type.clone()),
+                    data: a.bytes.clone(),
+                    size: a.size,
+                },
+            );
+        }
         g.interactions.insert(
             id,
             InteractionRecord {

@@ -1,12 +1,13 @@
-//! REST routes under `/api/v10`. A middleware records every request (JSON body, or multipart
-//! `payload_json` plus file parts), applies latency, scripted 429s, size limits and the bot
-//! token check, then the handlers answer like Discord with Discord-style error bodies.
+//! REST routes under `/api/v10`, plus the CDN route `GET /attachments/{id}/{filename}`. A
+//! middleware records every request (JSON body, or multipart `payload_json` plus file parts),
+//! applies latency, scripted 429s, size limits and the bot token check (the CDN route gets only
+//! the latency), then the handlers answer like Discord with Discord-style error bodies.
 
 // Handlers pass ready-made error answers around as `Err(Response)`.
 #![allow(clippy::result_large_err)]
 
 use super::fixtures::{self, MessageOrigin, SpecKind, StoredFile, StoredMessage};
-use super::{InteractionRecord, Parsed, RecordedFile, RecordedRequest, Shared};
+use super::{Blob, InteractionRecord, Parsed, RecordedFile, RecordedRequest, Shared};
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -22,6 +23,14 @@ use std::time::Instant;
 const HARD_BODY_CAP: usize = 100 * 1024 * 1024;
 
 type St = State<Arc<Shared>>;
+
+/// The path prefix of the CDN route (outside `/api/v10`).
+const CDN_PREFIX: &str = "/attachments/";
+
+/// The error code of a 404 from the CDN route. Discord's CDN answers a bare 404; the fake
+/// answers a Discord-style body with this code (not a real Discord code, and not 0, which
+/// marks an unknown route).
+pub(crate) const UNKNOWN_ATTACHMENT_CODE: u64 = 10_000;
 
 /// The Discord error code of an error answer, for the request record.
 #[derive(Clone, Copy, Debug)]
@@ -59,6 +68,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/guilds/{g}/members/{u}", get(guild_member));
     Router::new()
         .nest("/api/v10", api)
+        .route("/attachments/{id}/{filename}", get(cdn_attachment))
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(shared.clone(), front))
         .with_state(shared)
@@ -215,27 +225,37 @@ async fn front(State(s): St, req: Request, next: Next) -> Response {
     }
 
     let route = record.route().to_string();
+    // The CDN is not the API: no token, no rate limits, no upload limits.
+    let cdn = record.path.starts_with(CDN_PREFIX);
     let token_exempt = route.starts_with("/interactions/") || route.starts_with("/webhooks/");
     let expected_auth = format!("Bot {}", s.opts.token);
     let max_file = s.faults.max_file();
-    let resp = if let Some(rl) = s.faults.take_rate_limit() {
-        rate_limited(rl)
+    let rejected = if cdn {
+        None
+    } else if let Some(rl) = s.faults.take_rate_limit() {
+        Some(rate_limited(rl))
     } else if bytes.len() as u64 > s.faults.max_body()
         || parsed.files.iter().any(|f| f.data.len() as u64 > max_file)
     {
-        error(413, 40005, "Request entity too large")
+        Some(error(413, 40005, "Request entity too large"))
     } else if parsed.files.len() > 10 {
-        error(
+        Some(error(
             400,
             30015,
             "Maximum number of attachments in a message reached (10)",
-        )
+        ))
     } else if !token_exempt && record.authorization.as_deref() != Some(expected_auth.as_str()) {
-        error(401, 0, "401: Unauthorized")
+        Some(error(401, 0, "401: Unauthorized"))
     } else {
-        let mut req = Request::from_parts(parts, Body::from(bytes));
-        req.extensions_mut().insert(parsed);
-        next.run(req).await
+        None
+    };
+    let resp = match rejected {
+        Some(r) => r,
+        None => {
+            let mut req = Request::from_parts(parts, Body::from(bytes));
+            req.extensions_mut().insert(parsed);
+            next.run(req).await
+        }
     };
     record.status = resp.status().as_u16();
     record.error_code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
@@ -249,6 +269,32 @@ async fn front(State(s): St, req: Request, next: Next) -> Response {
 
 async fn unknown_route() -> Response {
     error(404, 0, "404: Not Found (fake Discord: unknown route)")
+}
+
+// ---------- the CDN ----------
+
+/// `GET /attachments/{id}/{filename}`: the bytes of an interaction attachment or of a file the
+/// bot uploaded, with its content type; 404 when the id is unknown or the filename differs.
+async fn cdn_attachment(State(s): St, Path((id, filename)): Path<(String, String)>) -> Response {
+    let blob = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| s.lock().blobs.get(&id).cloned())
+        .filter(|b| b.filename == filename);
+    let Some(blob) = blob else {
+        return error(404, UNKNOWN_ATTACHMENT_CODE, "404: Unknown Attachment");
+    };
+    let data = blob
+        .data
+        .unwrap_or_else(|| Bytes::from(vec![0u8; blob.size]));
+    let content_type = blob
+        .content_type
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let mut r = Response::new(Body::from(data));
+    r.headers_mut().insert(header::CONTENT_TYPE, content_type);
+    r
 }
 
 // ---------- gateway, users, application ----------
@@ -353,14 +399,27 @@ fn validate_payload(p: &Value) -> Result<(), Response> {
     Ok(())
 }
 
+/// Gives each uploaded file an attachment id and serves its bytes on the CDN route.
 fn stored_files(g: &mut super::Inner, files: &[RecordedFile]) -> Vec<StoredFile> {
     files
         .iter()
-        .map(|f| StoredFile {
-            id: g.next_id(),
-            filename: f.filename.clone().unwrap_or_else(|| f.field.clone()),
-            size: f.data.len(),
-            content_type: f.content_type.clone(),
+        .map(|f| {
+            let stored = StoredFile {
+                id: g.next_id(),
+                filename: f.filename.clone().unwrap_or_else(|| f.field.clone()),
+                size: f.data.len(),
+                content_type: f.content_type.clone(),
+            };
+            g.blobs.insert(
+                stored.id,
+                Blob {
+                    filename: stored.filename.clone(),
+                    content_type: stored.content_type.clone(),
+                    data: Some(f.data.clone()),
+                    size: stored.size,
+                },
+            );
+            stored
         })
         .collect()
 }
@@ -439,9 +498,9 @@ fn create_message(
     id
 }
 
-fn message_json(g: &super::Inner, id: u64) -> Response {
+fn message_json(g: &super::Inner, id: u64, base_url: &str) -> Response {
     match g.messages.get(&id) {
-        Some(m) if !m.deleted => ok(m.to_json()),
+        Some(m) if !m.deleted => ok(m.to_json(base_url)),
         _ => unknown_message(),
     }
 }
@@ -585,11 +644,15 @@ async fn followup(
     if rec.acks.is_empty() {
         return error(404, 10015, "Unknown Webhook");
     }
-    // The first follow-up after a defer edits the loading message.
+    // The first follow-up after a defer edits the loading message (unless it was deleted:
+    // then the follow-up is a message of its own).
     if let Some(orig) = rec.original {
-        if g.messages.get(&orig).is_some_and(|m| m.loading) {
+        if g.messages
+            .get(&orig)
+            .is_some_and(|m| m.loading && !m.deleted)
+        {
             apply_edit(&mut g, orig, &payload, &body.files);
-            return message_json(&g, orig);
+            return message_json(&g, orig, &s.rest_url);
         }
     }
     let id = create_message(
@@ -601,7 +664,7 @@ async fn followup(
         &body.files,
         false,
     );
-    message_json(&g, id)
+    message_json(&g, id, &s.rest_url)
 }
 
 async fn webhook_get(
@@ -614,7 +677,7 @@ async fn webhook_get(
     };
     let g = s.lock();
     match resolve_webhook_message(&g, &rec, &mid) {
-        Some(id) => message_json(&g, id),
+        Some(id) => message_json(&g, id, &s.rest_url),
         None => unknown_message(),
     }
 }
@@ -640,7 +703,7 @@ async fn webhook_patch(
         return unknown_message();
     }
     apply_edit(&mut g, id, &payload, &body.files);
-    message_json(&g, id)
+    message_json(&g, id, &s.rest_url)
 }
 
 async fn webhook_delete(
@@ -717,7 +780,7 @@ async fn channel_post(
         &body.files,
         false,
     );
-    message_json(&g, id)
+    message_json(&g, id, &s.rest_url)
 }
 
 /// A live, non-ephemeral message in channel `c` (bot tokens cannot see ephemeral ones).
@@ -733,7 +796,7 @@ fn channel_message(g: &super::Inner, c: &str, m: &str) -> Result<u64, Response> 
 async fn channel_get(State(s): St, Path((c, m)): Path<(String, String)>) -> Response {
     let g = s.lock();
     match channel_message(&g, &c, &m) {
-        Ok(id) => message_json(&g, id),
+        Ok(id) => message_json(&g, id, &s.rest_url),
         Err(r) => r,
     }
 }
@@ -751,7 +814,7 @@ async fn channel_patch(
     match channel_message(&g, &c, &m) {
         Ok(id) => {
             apply_edit(&mut g, id, &payload, &body.files);
-            message_json(&g, id)
+            message_json(&g, id, &s.rest_url)
         }
         Err(r) => r,
     }

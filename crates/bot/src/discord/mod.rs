@@ -1,0 +1,309 @@
+//! The Discord front-end: poise commands, buttons, and delivery of progress and results.
+//! Only this module touches serenity; it drives the engine through the scheduler and journal.
+
+pub mod access;
+pub mod commands;
+pub mod components;
+pub mod delivery;
+pub mod launch;
+pub mod render;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::Context as _;
+use core_comfyui::{Catalog, WorkflowKind};
+use generators::{ComfyGenerator, JobRecord, Journal, Scheduler};
+use poise::serenity_prelude as serenity;
+use secrecy::ExposeSecret;
+use serenity::{ChannelId, CreateAllowedMentions, GatewayIntents, Http};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::serve::Engine;
+
+/// Internal errors of command handlers; users see a sentence with an id instead.
+pub type Error = anyhow::Error;
+
+/// Counters for logs and (later) metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub submitted: AtomicU64,
+    pub results: AtomicU64,
+    pub progress_edits: AtomicU64,
+    pub rate_limited: AtomicU64,
+}
+
+/// The bot's shared state.
+pub struct Data {
+    config: RwLock<Arc<Config>>,
+    config_path: PathBuf,
+    catalog: RwLock<Arc<Catalog>>,
+    pub scheduler: Scheduler,
+    pub journal: Arc<dyn Journal>,
+    pub generators: Vec<ComfyGenerator>,
+    pub routes: delivery::Routes,
+    /// For attachments: no redirects off the CDN, bounded time.
+    pub downloads: reqwest::Client,
+    pub metrics: Metrics,
+    /// Result uploads and other work spawned per job; waited for at shutdown.
+    pub tasks: TaskTracker,
+    nsfw_channels: Mutex<HashMap<u64, bool>>,
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Data")
+            .field("config_path", &self.config_path)
+            .field("routes", &self.routes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Attachment downloads give up after this long.
+const DOWNLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Data {
+    pub fn new(
+        config: Config,
+        config_path: &Path,
+        engine: &Engine,
+        tasks: TaskTracker,
+    ) -> anyhow::Result<Data> {
+        let downloads = reqwest::Client::builder()
+            .timeout(DOWNLOAD_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("building the download client")?;
+        Ok(Data {
+            catalog: RwLock::new(engine.catalog.clone()),
+            config: RwLock::new(Arc::new(config)),
+            config_path: config_path.to_path_buf(),
+            scheduler: engine.scheduler.clone(),
+            journal: engine.journal.clone(),
+            generators: engine.generators.clone(),
+            routes: delivery::Routes::default(),
+            downloads,
+            metrics: Metrics::default(),
+            tasks,
+            nsfw_channels: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn inputs_dir(&self) -> PathBuf {
+        self.config().data_dir.join("inputs")
+    }
+
+    /// With a test Discord, its own URLs serve attachments.
+    pub fn test_attachment_base(&self) -> Option<String> {
+        self.config()
+            .discord
+            .api_base
+            .as_ref()
+            .map(|b| b.trim_end_matches('/').to_string())
+    }
+
+    /// Whether a channel is age-restricted (a thread follows its parent). Unknown is "no".
+    pub async fn channel_is_nsfw(&self, http: &Http, channel: ChannelId) -> bool {
+        if let Some(v) = self
+            .nsfw_channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&channel.get())
+        {
+            return *v;
+        }
+        let nsfw = match http.get_channel(channel).await {
+            Ok(serenity::Channel::Guild(c)) => match (c.thread_metadata.is_some(), c.parent_id) {
+                (true, Some(parent)) => matches!(
+                    http.get_channel(parent).await,
+                    Ok(serenity::Channel::Guild(p)) if p.nsfw
+                ),
+                _ => c.nsfw,
+            },
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(channel = channel.get(), error = %e, "cannot read a channel's NSFW flag; treating it as not age-restricted");
+                return false;
+            }
+        };
+        self.nsfw_channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel.get(), nsfw);
+        nsfw
+    }
+
+    /// Which follow-up buttons a finished job gets.
+    pub fn offers(&self, record: &JobRecord) -> render::Offers {
+        let catalog = self.catalog();
+        let has = |kind| catalog.iter().any(|d| d.manifest.kind == kind);
+        let image = render::first_image(&record.outputs).is_some();
+        render::Offers {
+            upscale: image && has(WorkflowKind::Upscale),
+            vary: image && has(WorkflowKind::Img2img),
+            edit: record
+                .spec
+                .values
+                .get("prompt")
+                .is_some_and(|p| p.is_string()),
+            animate: image && has(WorkflowKind::Video),
+        }
+    }
+
+    /// Re-reads the config file (access rules, limits of the Discord layer) and the
+    /// workflows folder. Backends and limits of the scheduler need a restart.
+    pub fn reload(&self) -> Result<String, String> {
+        let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
+        let catalog = crate::serve::load_catalog(&config).map_err(|e| format!("{e:#}"))?;
+        for g in &self.generators {
+            g.set_catalog(catalog.clone());
+        }
+        let old = self.config();
+        let mut notes = Vec::new();
+        if old.backends.len() != config.backends.len()
+            || old
+                .backends
+                .iter()
+                .zip(&config.backends)
+                .any(|(a, b)| a.url != b.url)
+        {
+            notes.push("backend changes take effect after a restart");
+        }
+        let summary = format!(
+            "Reloaded: {} workflow(s) ({}).{}",
+            catalog.len(),
+            catalog.names().collect::<Vec<_>>().join(", "),
+            if notes.is_empty() {
+                String::new()
+            } else {
+                format!(" Note: {}.", notes.join("; "))
+            }
+        );
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = catalog;
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        self.nsfw_channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        Ok(summary)
+    }
+}
+
+/// Builds serenity's HTTP client: the real API with its rate limiter, or a test base URL.
+pub fn build_http(config: &Config) -> anyhow::Result<Http> {
+    let token = config
+        .discord
+        .token
+        .as_ref()
+        .context("DISCORD_TOKEN is not set: put the bot token from the Discord developer portal in DISCORD_TOKEN (or discord.token in the config)")?;
+    let mut builder = serenity::HttpBuilder::new(token.expose_secret())
+        .default_allowed_mentions(CreateAllowedMentions::new());
+    if let Some(base) = &config.discord.api_base {
+        tracing::warn!(
+            api_base = %base,
+            "!!! discord.api_base is set: talking to a TEST Discord at this URL with serenity's rate limiter OFF. Never set this in production. !!!"
+        );
+        builder = builder
+            .proxy(base.trim_end_matches('/'))
+            .ratelimiter_disabled(true);
+    }
+    Ok(builder.build())
+}
+
+async fn on_error(error: poise::FrameworkError<'_, Arc<Data>, Error>) {
+    match error {
+        poise::FrameworkError::Command { error, ctx, .. } => {
+            let text = launch::internal(&format!("/{}", ctx.command().qualified_name), &error);
+            let reply = poise::CreateReply::default().content(text).ephemeral(true);
+            if let Err(e) = ctx.send(reply).await {
+                tracing::warn!(error = %e, "could not report a command error");
+            }
+        }
+        other => {
+            if let Err(e) = poise::builtins::on_error(other).await {
+                tracing::warn!(error = %e, "could not handle a framework error");
+            }
+        }
+    }
+}
+
+/// Runs the Discord client until `cancel`; delivery of notices runs on `tracker`.
+pub async fn run(
+    config: Config,
+    config_path: &Path,
+    engine: Engine,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<()> {
+    let http = build_http(&config)?;
+    let register_in = config.discord.register_in_guild;
+    let tasks = TaskTracker::new();
+    let data = Arc::new(Data::new(config, config_path, &engine, tasks.clone())?);
+
+    let setup_data = data.clone();
+    let framework = poise::Framework::builder()
+        .options(poise::FrameworkOptions {
+            commands: commands::all(),
+            on_error: |e| Box::pin(on_error(e)),
+            event_handler: |framework, event| Box::pin(components::on_event(framework, event)),
+            allowed_mentions: Some(CreateAllowedMentions::new()),
+            initialize_owners: false,
+            ..Default::default()
+        })
+        .setup(move |ctx, ready, framework| {
+            Box::pin(async move {
+                let commands = &framework.options().commands;
+                match register_in {
+                    Some(guild) => {
+                        poise::builtins::register_in_guild(ctx, commands, serenity::GuildId::new(guild)).await?;
+                        tracing::info!(guild, count = commands.len(), "commands registered in the guild");
+                    }
+                    None => {
+                        poise::builtins::register_globally(ctx, commands).await?;
+                        tracing::info!(count = commands.len(), "commands registered globally (may take up to an hour to appear)");
+                    }
+                }
+                tracing::info!(user = %ready.user.name, guilds = ready.guilds.len(), "connected to Discord");
+                Ok(setup_data)
+            })
+        })
+        .build();
+    let mut client = serenity::ClientBuilder::new_with_http(http, GatewayIntents::GUILDS)
+        .framework(framework)
+        .await
+        .context("starting the Discord client")?;
+    // One Http for everything: the application id arrives with READY.
+    tracker.spawn(delivery::run(
+        data.clone(),
+        client.http.clone(),
+        engine.notices,
+        cancel.clone(),
+    ));
+    let shards = client.shard_manager.clone();
+    let result = tokio::select! {
+        r = client.start() => r.context("the Discord connection ended"),
+        _ = cancel.cancelled() => Ok(()),
+    };
+    shards.shutdown_all().await;
+    tasks.close();
+    tasks.wait().await;
+    result
+}

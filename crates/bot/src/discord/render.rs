@@ -1,0 +1,409 @@
+//! What the bot shows: button ids, progress embeds, result text, the Info card. Pure functions
+//! over serenity's builders, within Discord's limits.
+
+use generators::{JobId, JobRecord, OutputKind, SavedOutput};
+use poise::serenity_prelude as serenity;
+use progress::render::EmbedView;
+use serde_json::Value;
+use serenity::{ButtonStyle, CreateActionRow, CreateButton, CreateEmbed};
+
+/// Discord's limit on message content, in characters.
+pub const MAX_CONTENT_CHARS: usize = 2000;
+/// Files one message may carry.
+pub const MAX_FILES_PER_MESSAGE: usize = 10;
+/// The upload limit when the interaction's own is unknown (after a restart): Discord's default.
+pub const DEFAULT_UPLOAD_LIMIT: u64 = 10 * 1024 * 1024;
+/// Embed description limit, in characters.
+const MAX_EMBED_DESCRIPTION_CHARS: usize = 4096;
+/// Embed field value limit, in characters.
+const MAX_FIELD_VALUE_CHARS: usize = 1024;
+/// How much of the prompt a result or progress message repeats.
+const PROMPT_SHOWN_CHARS: usize = 300;
+/// Text input limit in a modal.
+pub const MAX_MODAL_VALUE_CHARS: usize = 4000;
+/// Prefix of every custom_id this bot makes.
+const ID_PREFIX: &str = "cc";
+
+const COLOUR_RUNNING: u32 = 0x5865F2;
+const COLOUR_FAILED: u32 = 0xED4245;
+const COLOUR_CANCELLED: u32 = 0x99AAB5;
+
+/// What a button (or the edit modal) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Upscale,
+    Vary,
+    Reroll,
+    Edit,
+    Animate,
+    Info,
+    Delete,
+    Cancel,
+    /// The submit of the Edit modal.
+    EditSubmit,
+}
+
+impl Action {
+    const ALL: [Action; 9] = [
+        Action::Upscale,
+        Action::Vary,
+        Action::Reroll,
+        Action::Edit,
+        Action::Animate,
+        Action::Info,
+        Action::Delete,
+        Action::Cancel,
+        Action::EditSubmit,
+    ];
+
+    fn code(self) -> &'static str {
+        match self {
+            Action::Upscale => "up",
+            Action::Vary => "vary",
+            Action::Reroll => "reroll",
+            Action::Edit => "edit",
+            Action::Animate => "anim",
+            Action::Info => "info",
+            Action::Delete => "del",
+            Action::Cancel => "cancel",
+            Action::EditSubmit => "editm",
+        }
+    }
+}
+
+/// `cc:<action>:<job id>`: everything a button needs; the rest comes from the journal, so
+/// buttons keep working after a restart.
+pub fn custom_id(action: Action, job: &JobId) -> String {
+    format!("{ID_PREFIX}:{}:{}", action.code(), job.as_str())
+}
+
+/// The action and job of one of our custom ids.
+pub fn parse_custom_id(id: &str) -> Option<(Action, JobId)> {
+    let mut parts = id.split(':');
+    if parts.next()? != ID_PREFIX {
+        return None;
+    }
+    let code = parts.next()?;
+    let job = parts.next()?;
+    if parts.next().is_some()
+        || job.is_empty()
+        || job.len() > 64
+        || !job.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        return None;
+    }
+    let action = Action::ALL.into_iter().find(|a| a.code() == code)?;
+    Some((action, JobId(job.to_string())))
+}
+
+/// `s` cut to at most `max` characters (not bytes), with an ellipsis when cut.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Text safe inside inline code: backticks would end it early.
+fn code_safe(s: &str) -> String {
+    s.replace('`', "ˋ")
+}
+
+/// The progress embed for one snapshot view; `thumbnail` names an attached preview.
+pub fn progress_embed(
+    view: &EmbedView,
+    prompt: Option<&str>,
+    thumbnail: Option<&str>,
+) -> CreateEmbed {
+    let mut e = CreateEmbed::new()
+        .title(truncate_chars(&view.title, 256))
+        .description(truncate_chars(
+            &view.description,
+            MAX_EMBED_DESCRIPTION_CHARS,
+        ))
+        .colour(COLOUR_RUNNING);
+    if let Some(p) = prompt {
+        e = e.field(
+            "Prompt",
+            truncate_chars(p, MAX_FIELD_VALUE_CHARS.min(PROMPT_SHOWN_CHARS)),
+            false,
+        );
+    }
+    for (name, value) in &view.fields {
+        e = e.field(name, truncate_chars(value, MAX_FIELD_VALUE_CHARS), true);
+    }
+    if let Some(t) = thumbnail {
+        e = e.thumbnail(format!("attachment://{t}"));
+    }
+    e
+}
+
+/// The embed for a job that failed or was cancelled.
+pub fn ended_embed(failed: bool, reason: &str, prompt: Option<&str>) -> CreateEmbed {
+    let (title, colour) = if failed {
+        ("Failed", COLOUR_FAILED)
+    } else {
+        ("Cancelled", COLOUR_CANCELLED)
+    };
+    let mut e = CreateEmbed::new()
+        .title(title)
+        .description(truncate_chars(reason, MAX_EMBED_DESCRIPTION_CHARS))
+        .colour(colour);
+    if let Some(p) = prompt {
+        e = e.field("Prompt", truncate_chars(p, PROMPT_SHOWN_CHARS), false);
+    }
+    e
+}
+
+/// The Cancel button shown while a job waits or runs.
+pub fn cancel_row(job: &JobId) -> Vec<CreateActionRow> {
+    vec![CreateActionRow::Buttons(vec![CreateButton::new(
+        custom_id(Action::Cancel, job),
+    )
+    .label("Cancel")
+    .style(ButtonStyle::Danger)])]
+}
+
+/// Which follow-ups make sense for a result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offers {
+    pub upscale: bool,
+    pub vary: bool,
+    pub edit: bool,
+    pub animate: bool,
+}
+
+/// The buttons under a result: at most 5 per row, ids of at most 100 characters.
+pub fn result_rows(job: &JobId, offers: Offers) -> Vec<CreateActionRow> {
+    let button = |a: Action, label: &str, style: ButtonStyle| {
+        CreateButton::new(custom_id(a, job))
+            .label(label)
+            .style(style)
+    };
+    let mut first = Vec::new();
+    if offers.upscale {
+        first.push(button(Action::Upscale, "Upscale", ButtonStyle::Primary));
+    }
+    if offers.vary {
+        first.push(button(Action::Vary, "Vary", ButtonStyle::Secondary));
+    }
+    first.push(button(Action::Reroll, "Reroll", ButtonStyle::Secondary));
+    if offers.edit {
+        first.push(button(Action::Edit, "Edit", ButtonStyle::Secondary));
+    }
+    if offers.animate {
+        first.push(button(Action::Animate, "Animate", ButtonStyle::Secondary));
+    }
+    let second = vec![
+        button(Action::Info, "Info", ButtonStyle::Secondary),
+        button(Action::Delete, "Delete", ButtonStyle::Danger),
+    ];
+    vec![
+        CreateActionRow::Buttons(first),
+        CreateActionRow::Buttons(second),
+    ]
+}
+
+/// A link to a message.
+pub fn message_link(guild: Option<u64>, channel: u64, message: u64) -> String {
+    let g = guild.map_or_else(|| "@me".to_string(), |g| g.to_string());
+    format!("https://discord.com/channels/{g}/{channel}/{message}")
+}
+
+fn show_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The result's text: prompt, seed, workflow, time, a link to the source of a derived job, and
+/// notes on files too large to upload. Never more than Discord allows.
+pub fn result_content(
+    record: &JobRecord,
+    source_link: Option<&str>,
+    too_large: &[(String, u64)],
+    upload_limit: u64,
+) -> String {
+    let mut head = Vec::new();
+    if let Some(p) = record.spec.values.get("prompt").and_then(Value::as_str) {
+        head.push(format!(
+            "**{}**",
+            truncate_chars(p, PROMPT_SHOWN_CHARS).replace('*', "\\*")
+        ));
+    }
+    let mut facts = vec![format!("`{}`", record.spec.workflow)];
+    if let Some(seed) = record.spec.values.get("seed") {
+        facts.push(format!("seed {}", show_value(seed)));
+    }
+    if let (Some(s), Some(f)) = (record.started_ms, record.finished_ms) {
+        facts.push(format!("{:.1} s", (f - s).max(0) as f64 / 1000.0));
+    }
+    head.push(facts.join(" · "));
+    if let Some(link) = source_link {
+        head.push(format!("from {link}"));
+    }
+    for (name, size) in too_large {
+        head.push(format!(
+            "{name} is {} and over this channel's upload limit of {}; it is kept on the server.",
+            validation::refusal::fmt_bytes(*size),
+            validation::refusal::fmt_bytes(upload_limit)
+        ));
+    }
+    truncate_chars(&head.join("\n"), MAX_CONTENT_CHARS)
+}
+
+/// The Info card: every value the job ran with and a command that repeats it.
+pub fn info_text(record: &JobRecord) -> String {
+    let mut lines = vec![format!(
+        "**Job** `{}` · workflow `{}` · {}",
+        record.id,
+        record.spec.workflow,
+        record.state.name()
+    )];
+    let mut command = format!("/generate workflow:{}", record.spec.workflow);
+    for (name, value) in &record.spec.values {
+        let shown = show_value(value);
+        lines.push(format!("**{name}**: {}", truncate_chars(&shown, 300)));
+        if !matches!(value, Value::Null)
+            && !shown.starts_with("pending.")
+            && !name.contains("image")
+        {
+            command.push_str(&format!(" {name}:{}", code_safe(&shown)));
+        }
+    }
+    if let Some(parent) = &record.spec.parent {
+        lines.push(format!("**from job**: `{parent}`"));
+    }
+    let command = format!("`{}`", truncate_chars(&command, 1200));
+    let body = truncate_chars(
+        &lines.join("\n"),
+        MAX_CONTENT_CHARS - command.chars().count() - 1,
+    );
+    format!("{body}\n{command}")
+}
+
+/// Whether a job's first output can feed an image workflow.
+pub fn first_image(outputs: &[SavedOutput]) -> Option<&SavedOutput> {
+    outputs.iter().find(|o| o.kind == OutputKind::Image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use generators::{JobSpec, JobState, Origin};
+    use serde_json::json;
+
+    fn record() -> JobRecord {
+        let mut values = serde_json::Map::new();
+        values.insert("prompt".into(), json!("a `cat` *on* a mat"));
+        values.insert("seed".into(), json!(42));
+        values.insert("steps".into(), json!(20));
+        JobRecord {
+            id: JobId("0123456789abcdef".into()),
+            seq: 1,
+            spec: JobSpec {
+                workflow: "txt2img".into(),
+                values,
+                inputs: vec![],
+                parent: None,
+            },
+            origin: Origin::default(),
+            state: JobState::Finished,
+            remote_id: None,
+            outputs: vec![],
+            attempts: 1,
+            created_ms: 0,
+            started_ms: Some(1000),
+            finished_ms: Some(3500),
+        }
+    }
+
+    #[test]
+    fn custom_ids_round_trip_and_reject_strangers() {
+        let job = JobId("0123456789abcdef".into());
+        for a in Action::ALL {
+            let id = custom_id(a, &job);
+            assert!(id.chars().count() <= 100);
+            assert_eq!(parse_custom_id(&id), Some((a, job.clone())));
+        }
+        for bad in [
+            "",
+            "cc",
+            "cc:up",
+            "cc:zzz:0123",
+            "xx:up:0123",
+            "cc:up:01 23",
+            "cc:up:a:b",
+        ] {
+            assert_eq!(parse_custom_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn truncation_counts_characters() {
+        assert_eq!(truncate_chars("héllo", 5), "héllo");
+        assert_eq!(truncate_chars("héllo wörld", 6), "héllo…");
+        assert_eq!(
+            truncate_chars(&"é".repeat(3000), 2000).chars().count(),
+            2000
+        );
+    }
+
+    #[test]
+    fn result_content_has_prompt_seed_time_and_notes() {
+        let r = record();
+        let text = result_content(
+            &r,
+            Some("https://x/y"),
+            &[("big.mp4".into(), 30 << 20)],
+            10 << 20,
+        );
+        assert!(text.contains("a `cat` \\*on\\* a mat"), "{text}");
+        assert!(text.contains("seed 42") && text.contains("2.5 s"), "{text}");
+        assert!(text.contains("from https://x/y"));
+        assert!(text.contains("big.mp4 is 30.0 MiB"), "{text}");
+        let mut long = r.clone();
+        long.spec
+            .values
+            .insert("prompt".into(), json!("x".repeat(5000)));
+        let many: Vec<(String, u64)> = (0..200).map(|i| (format!("f{i}.mp4"), 1 << 30)).collect();
+        assert!(result_content(&long, None, &many, 1).chars().count() <= MAX_CONTENT_CHARS);
+    }
+
+    #[test]
+    fn info_lists_values_and_a_copyable_command() {
+        let text = info_text(&record());
+        assert!(text.contains("**steps**: 20"), "{text}");
+        assert!(
+            text.contains(
+                "`/generate workflow:txt2img prompt:a ˋcatˋ *on* a mat seed:42 steps:20`"
+            ),
+            "{text}"
+        );
+        let mut big = record();
+        big.spec
+            .values
+            .insert("negative".into(), json!("n".repeat(4000)));
+        assert!(info_text(&big).chars().count() <= MAX_CONTENT_CHARS);
+    }
+
+    #[test]
+    fn result_rows_fit_discord() {
+        let job = JobId("0123456789abcdef".into());
+        let all = Offers {
+            upscale: true,
+            vary: true,
+            edit: true,
+            animate: true,
+        };
+        let rows = serde_json::to_value(result_rows(&job, all)).unwrap();
+        let rows = rows.as_array().unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows
+            .iter()
+            .all(|r| r["components"].as_array().unwrap().len() <= 5));
+    }
+}

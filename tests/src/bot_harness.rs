@@ -1,0 +1,278 @@
+//! The real bot (`bot::serve::serve`) run against the fake Discord and the fake ComfyUI, all on
+//! loopback, with its config, journal and outputs in a temp folder. Used by the end-to-end
+//! suite and the bench binary.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::fake_comfyui::{self, FakeComfy};
+use crate::fake_discord::{self, FakeDiscord, StoredMessage, GUILD_ID};
+
+/// Start-up (gateway session and command registration) must finish within this.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the bot under test is set up.
+#[derive(Clone, Debug)]
+pub struct HarnessOptions {
+    pub discord: fake_discord::FakeOptions,
+    pub comfy: fake_comfyui::FakeOptions,
+    /// Merged over the generated config (objects merge key by key).
+    pub config: Value,
+    /// Extra workflows: (name, workflow JSON, manifest JSON), written beside the examples.
+    pub extra_workflows: Vec<(String, Value, Value)>,
+}
+
+impl Default for HarnessOptions {
+    fn default() -> Self {
+        HarnessOptions {
+            discord: fake_discord::FakeOptions::default(),
+            comfy: fake_comfyui::FakeOptions::default(),
+            config: json!({}),
+            extra_workflows: Vec::new(),
+        }
+    }
+}
+
+/// A running bot with its fakes.
+pub struct BotUnderTest {
+    pub discord: FakeDiscord,
+    pub comfy: FakeComfy,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    bot: Option<(oneshot::Sender<()>, JoinHandle<anyhow::Result<()>>)>,
+}
+
+impl std::fmt::Debug for BotUnderTest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BotUnderTest")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn merge(base: &mut Value, over: &Value) {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (b, o) => *b = o.clone(),
+    }
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("comfycord-bot-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// The example models and the fake ComfyUI's (the real test server's) stand-ins for them.
+const MODEL_STAND_INS: [(&str, &str); 3] = [
+    (
+        "v1-5-pruned-emaonly.safetensors",
+        "tiny_sd15_random.safetensors",
+    ),
+    ("RealESRGAN_x4plus.pth", "tiny_random_x4.safetensors"),
+    ("add_detail.safetensors", "tiny_random_lora.safetensors"),
+];
+
+/// Copies the example workflows, pointed at the models the test server has, as an admin
+/// would edit them for their own models.
+fn copy_workflows(into: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
+    std::fs::create_dir_all(into).expect("workflows dir");
+    for entry in std::fs::read_dir(&src).expect("workflows") {
+        let entry = entry.expect("entry");
+        let mut text = std::fs::read_to_string(entry.path()).expect("read workflow");
+        for (from, to) in MODEL_STAND_INS {
+            text = text.replace(from, to);
+        }
+        std::fs::write(into.join(entry.file_name()), text).expect("copy workflow");
+    }
+}
+
+impl BotUnderTest {
+    pub async fn start(opts: HarnessOptions) -> BotUnderTest {
+        // The bot's logs, shown for failing tests (RUST_LOG picks the level).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .with_test_writer()
+            .try_init();
+        let discord = FakeDiscord::start_with(opts.discord.clone()).await;
+        let comfy = FakeComfy::start_with(opts.comfy.clone()).await;
+        let dir = temp_dir("e2e");
+        let workflows = dir.join("workflows");
+        copy_workflows(&workflows);
+        for (name, workflow, manifest) in &opts.extra_workflows {
+            for (file, value) in [
+                (format!("{name}.json"), workflow),
+                (format!("{name}.manifest.json"), manifest),
+            ] {
+                let mut text = value.to_string();
+                for (from, to) in MODEL_STAND_INS {
+                    text = text.replace(from, to);
+                }
+                std::fs::write(workflows.join(file), text).expect("write workflow");
+            }
+        }
+        let mut config = json!({
+            "backends": [{"name": "fake", "url": comfy.url()}],
+            "workflows_dir": workflows,
+            "data_dir": dir.join("data"),
+            "outputs": {"dir": dir.join("outputs")},
+            "progress": {"edit_interval_ms": 100},
+            "limits": {"user_per_minute": 600, "user_burst": 100, "global_per_minute": 6000,
+                       "global_burst": 1000, "max_pending_per_user": 50, "max_queue_depth": 2000},
+            "discord": {
+                "token": discord.token(),
+                "api_base": discord.rest_url(),
+                "register_in_guild": GUILD_ID,
+            },
+        });
+        merge(&mut config, &opts.config);
+        let config_path = dir.join("config.json");
+        std::fs::write(
+            &config_path,
+            serde_json::to_string_pretty(&config).expect("json"),
+        )
+        .expect("write config");
+        let mut b = BotUnderTest {
+            discord,
+            comfy,
+            dir,
+            config_path,
+            bot: None,
+        };
+        b.start_bot().await;
+        b
+    }
+
+    /// Starts the bot process (again) on the same config, journal and outputs, and waits until
+    /// it is connected and has registered its commands.
+    pub async fn start_bot(&mut self) {
+        assert!(self.bot.is_none(), "the bot is already running");
+        let config = bot::config::Config::load_from(&self.config_path, &|_| None).expect("config");
+        let since = std::time::Instant::now();
+        let (tx, rx) = oneshot::channel::<()>();
+        let path = self.config_path.clone();
+        let handle = tokio::spawn(async move {
+            bot::serve::serve(config, &path, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        self.bot = Some((tx, handle));
+        // Commands are registered in poise's setup, after READY: the bot is then serving.
+        self.discord
+            .wait_for_request(
+                |r| {
+                    r.at >= since
+                        && r.method == "PUT"
+                        && r.route().ends_with(&format!("/guilds/{GUILD_ID}/commands"))
+                        && r.status == 200
+                },
+                START_TIMEOUT,
+            )
+            .await
+            .expect("the bot connects and registers its commands");
+    }
+
+    /// Stops the bot as ctrl-c would and waits for it to exit; the fakes keep running.
+    pub async fn stop_bot(&mut self) -> anyhow::Result<()> {
+        let (tx, handle) = self.bot.take().expect("the bot is running");
+        let _ = tx.send(());
+        tokio::time::timeout(Duration::from_secs(30), handle)
+            .await
+            .expect("the bot stops within 30 s")
+            .expect("the bot task does not panic")
+    }
+
+    /// The message answering an interaction, once `pred` holds for it.
+    pub async fn wait_original(
+        &self,
+        interaction: u64,
+        timeout: Duration,
+        pred: impl Fn(&StoredMessage) -> bool,
+    ) -> Option<StoredMessage> {
+        self.discord
+            .wait_for_message(
+                |m| m.interaction_id == Some(interaction) && pred(m),
+                timeout,
+            )
+            .await
+    }
+
+    /// A one-line-per-request summary of what the bot sent, for failure messages.
+    pub fn transcript(&self) -> String {
+        self.discord
+            .requests()
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} -> {} {} files={:?}",
+                    r.method,
+                    r.route(),
+                    r.status,
+                    r.json.as_ref().map(render_short).unwrap_or_default(),
+                    r.files
+                        .iter()
+                        .map(|f| f.filename.clone())
+                        .collect::<Vec<_>>()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub async fn shutdown(mut self) {
+        if self.bot.is_some() {
+            let _ = self.stop_bot().await;
+        }
+        self.discord.shutdown().await;
+        self.comfy.shutdown().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The custom_ids of every button on a message.
+pub fn button_ids(m: &StoredMessage) -> Vec<String> {
+    m.payload
+        .get("components")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
+        .filter_map(|c| c["custom_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The first embed's title, if any.
+pub fn embed_title(m: &StoredMessage) -> Option<String> {
+    m.payload
+        .get("embeds")?
+        .as_array()?
+        .first()?
+        .get("title")?
+        .as_str()
+        .map(str::to_string)
+}
+
+fn render_short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 300 {
+        format!("{}…", s.chars().take(300).collect::<String>())
+    } else {
+        s
+    }
+}

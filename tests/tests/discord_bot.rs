@@ -1,0 +1,631 @@
+//! The real bot end to end: the `comfycord` serve path against the fake Discord (REST +
+//! gateway, payloads checked with serenity's types) and the transcript-faithful fake ComfyUI.
+//! Every wait is bounded.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tests::bot_harness::{button_ids, embed_title, BotUnderTest, HarnessOptions};
+use tests::fake_comfyui::{self, tiny_png};
+use tests::fake_discord::{
+    InteractionSpec, StoredMessage, GENERAL_CHANNEL_ID, NSFW_CHANNEL_ID, OTHER_USER_ID, USER_ID,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+/// Discord's acknowledgement deadline.
+const ACK_DEADLINE: Duration = Duration::from_secs(3);
+
+fn has_result(m: &StoredMessage) -> bool {
+    !m.files.is_empty()
+        && !m.files.iter().any(|f| f.filename.starts_with("preview"))
+        && button_ids(m).iter().any(|b| b.starts_with("cc:reroll:"))
+}
+
+fn button(m: &StoredMessage, prefix: &str) -> String {
+    button_ids(m)
+        .into_iter()
+        .find(|b| b.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} button on {:?}", button_ids(m)))
+}
+
+/// The callback the bot sent for an interaction, checked to be within Discord's deadline.
+async fn ack(bot: &BotUnderTest, id: u64) -> tests::fake_discord::RecordedRequest {
+    let sent_at = bot.discord.interaction(id).expect("sent").sent_at;
+    let r = bot
+        .discord
+        .wait_for_request(|r| r.is_callback_for(id), WAIT)
+        .await
+        .expect("the interaction is acknowledged");
+    assert!(
+        r.at.duration_since(sent_at) < ACK_DEADLINE,
+        "acknowledged after {:?}",
+        r.at.duration_since(sent_at)
+    );
+    assert_eq!(r.status, 204, "callback accepted: {r:?}");
+    r
+}
+
+/// The ephemeral error a refused interaction ends with.
+async fn refusal(bot: &BotUnderTest, token: &str) -> String {
+    let r = bot
+        .discord
+        .wait_for_request(
+            |r| {
+                r.method == "POST" && r.route().contains(token) && !r.route().ends_with("/callback")
+            },
+            WAIT,
+        )
+        .await
+        .expect("an ephemeral follow-up");
+    let json = r.json.expect("json");
+    assert_eq!(
+        json["flags"].as_u64().unwrap_or(0) & 64,
+        64,
+        "ephemeral: {json}"
+    );
+    json["content"].as_str().unwrap_or_default().to_string()
+}
+
+fn generate(prompt: &str) -> InteractionSpec {
+    InteractionSpec::command("generate")
+        .option("prompt", prompt)
+        .in_channel(GENERAL_CHANNEL_ID)
+        .by_user(USER_ID)
+}
+
+fn slow_comfy(step_ms: u64) -> fake_comfyui::FakeOptions {
+    fake_comfyui::FakeOptions {
+        previews: true,
+        step_delay: Duration::from_millis(step_ms),
+        ..fake_comfyui::FakeOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generate_acks_streams_progress_and_posts_result_with_buttons() {
+    let bot = BotUnderTest::start(HarnessOptions {
+        comfy: slow_comfy(60),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let commands = bot.discord.commands(Some(tests::fake_discord::GUILD_ID));
+    let names: Vec<&str> = commands.iter().filter_map(|c| c["name"].as_str()).collect();
+    for c in [
+        "generate",
+        "edit",
+        "upscale",
+        "animate",
+        "status",
+        "queue",
+        "cancel",
+        "history",
+        "workflows",
+        "loras",
+        "help",
+        "admin",
+    ] {
+        assert!(names.contains(&c), "{c} registered: {names:?}");
+    }
+
+    let sent = bot
+        .discord
+        .send_interaction(
+            generate("a red fox <@123> @everyone")
+                .option("steps", 8)
+                .option("seed", 42),
+        )
+        .unwrap();
+    let cb = ack(&bot, sent.id).await;
+    assert_eq!(cb.callback_type(), Some(5), "deferred first");
+    let result = bot
+        .wait_original(sent.id, WAIT, has_result)
+        .await
+        .unwrap_or_else(|| panic!("a result; requests:\n{}", bot.transcript()));
+    assert!(
+        result.content().contains("a red fox"),
+        "{}",
+        result.content()
+    );
+    assert!(result.content().contains("seed 42"), "{}", result.content());
+    assert!(
+        result.files[0].filename.ends_with(".png"),
+        "{:?}",
+        result.files
+    );
+    for prefix in [
+        "cc:up:",
+        "cc:vary:",
+        "cc:reroll:",
+        "cc:edit:",
+        "cc:anim:",
+        "cc:info:",
+        "cc:del:",
+    ] {
+        button(&result, prefix);
+    }
+    // Progress: edits with the bar before the result, at least one with a preview thumbnail.
+    let edits: Vec<_> = bot
+        .discord
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.route().contains(&sent.token))
+        .collect();
+    let progress: Vec<_> = edits
+        .iter()
+        .filter(|r| {
+            r.json.as_ref().is_some_and(|j| {
+                j["embeds"][0]["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains('%'))
+            })
+        })
+        .collect();
+    assert!(progress.len() >= 2, "progress edits: {}", progress.len());
+    assert!(
+        progress.iter().any(|r| r
+            .files
+            .iter()
+            .any(|f| f.filename.as_deref() == Some("preview.jpg"))),
+        "a preview thumbnail was shown"
+    );
+    // No mention is ever resolved: every message the bot wrote says so.
+    for r in bot.discord.requests() {
+        if matches!(r.method.as_str(), "PATCH" | "POST")
+            && !r.route().ends_with("/callback")
+            && !r.route().contains("/commands")
+        {
+            let j = r.json.as_ref().expect("json body");
+            assert_eq!(
+                j["allowed_mentions"]["parse"],
+                json!([]),
+                "{} {}: {j}",
+                r.method,
+                r.path
+            );
+        }
+    }
+    assert!(
+        bot.discord.unknown_route_requests().is_empty(),
+        "{:?}",
+        bot.discord.unknown_route_requests()
+    );
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_result_button_works() {
+    let bot = BotUnderTest::start(HarnessOptions::default()).await;
+    let sent = bot
+        .discord
+        .send_interaction(generate("a lighthouse"))
+        .unwrap();
+    ack(&bot, sent.id).await;
+    let result = bot
+        .wait_original(sent.id, WAIT, has_result)
+        .await
+        .expect("a result");
+    let source_link = format!("/{}/{}", GENERAL_CHANNEL_ID, result.id);
+
+    // Info: ephemeral, every value and a command.
+    let info = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::button(&button(&result, "cc:info:"), Some(result.id)).by_user(USER_ID),
+        )
+        .unwrap();
+    let cb = ack(&bot, info.id).await;
+    assert_eq!(cb.callback_type(), Some(5));
+    assert_eq!(
+        cb.json.as_ref().unwrap()["data"]["flags"]
+            .as_u64()
+            .unwrap_or(0)
+            & 64,
+        64
+    );
+    let card = bot
+        .wait_original(info.id, WAIT, |m| m.content().contains("**seed**"))
+        .await
+        .expect("info card");
+    assert!(
+        card.content()
+            .contains("`/generate workflow:txt2img prompt:a lighthouse"),
+        "{}",
+        card.content()
+    );
+
+    // Reroll, Upscale, Vary, Animate: each a new job whose result links back to the source.
+    for (prefix, workflow, ext) in [
+        ("cc:reroll:", "txt2img", ".png"),
+        ("cc:up:", "upscale", ".png"),
+        ("cc:vary:", "img2img", ".png"),
+        ("cc:anim:", "animate", ".webp"),
+    ] {
+        let click = bot
+            .discord
+            .send_interaction(
+                InteractionSpec::button(&button(&result, prefix), Some(result.id)).by_user(USER_ID),
+            )
+            .unwrap();
+        assert_eq!(
+            ack(&bot, click.id).await.callback_type(),
+            Some(5),
+            "{prefix}"
+        );
+        let derived = bot
+            .wait_original(click.id, WAIT, |m| {
+                !m.files.is_empty() && !button_ids(m).iter().any(|b| b.starts_with("cc:cancel"))
+            })
+            .await
+            .unwrap_or_else(|| panic!("{prefix} gives a result"));
+        assert!(
+            derived.content().contains(&format!("`{workflow}`")),
+            "{prefix}: {}",
+            derived.content()
+        );
+        assert!(
+            derived.content().contains(&source_link),
+            "{prefix} links its source: {}",
+            derived.content()
+        );
+        assert!(
+            derived.files.iter().any(|f| f.filename.ends_with(ext)),
+            "{prefix}: {:?}",
+            derived.files
+        );
+    }
+
+    // Delete: refused for someone else, done for the owner.
+    let del = button(&result, "cc:del:");
+    let other = bot
+        .discord
+        .send_interaction(InteractionSpec::button(&del, Some(result.id)).by_user(OTHER_USER_ID))
+        .unwrap();
+    assert_eq!(ack(&bot, other.id).await.callback_type(), Some(6));
+    assert!(refusal(&bot, &other.token)
+        .await
+        .contains("Only the person who made this"));
+    assert!(!bot.discord.message(result.id).unwrap().deleted);
+    let mine = bot
+        .discord
+        .send_interaction(InteractionSpec::button(&del, Some(result.id)).by_user(USER_ID))
+        .unwrap();
+    ack(&bot, mine.id).await;
+    bot.discord
+        .wait_for_request(
+            |r| r.method == "DELETE" && r.route().ends_with(&format!("/messages/{}", result.id)),
+            WAIT,
+        )
+        .await
+        .expect("the result is deleted");
+    assert!(bot.discord.message(result.id).unwrap().deleted);
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_button_opens_a_prefilled_modal_and_runs_the_new_prompt() {
+    let bot = BotUnderTest::start(HarnessOptions::default()).await;
+    let sent = bot.discord.send_interaction(generate("a red fox")).unwrap();
+    ack(&bot, sent.id).await;
+    let result = bot
+        .wait_original(sent.id, WAIT, has_result)
+        .await
+        .expect("a result");
+    let click = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::button(&button(&result, "cc:edit:"), Some(result.id)).by_user(USER_ID),
+        )
+        .unwrap();
+    let cb = ack(&bot, click.id).await;
+    assert_eq!(cb.callback_type(), Some(9), "a modal is the first response");
+    let modal = &cb.json.as_ref().unwrap()["data"];
+    let field = &modal["components"][0]["components"][0];
+    assert_eq!(field["value"], "a red fox");
+    let submit = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::modal_submit(
+                modal["custom_id"].as_str().unwrap(),
+                &[(field["custom_id"].as_str().unwrap(), "a blue fox")],
+            )
+            .by_user(USER_ID),
+        )
+        .unwrap();
+    assert_eq!(ack(&bot, submit.id).await.callback_type(), Some(5));
+    let edited = bot
+        .wait_original(submit.id, WAIT, has_result)
+        .await
+        .expect("the edited result");
+    assert!(
+        edited.content().contains("a blue fox"),
+        "{}",
+        edited.content()
+    );
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_button_stops_a_running_job() {
+    let bot = BotUnderTest::start(HarnessOptions {
+        comfy: slow_comfy(300),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let sent = bot
+        .discord
+        .send_interaction(generate("slow").option("steps", 30))
+        .unwrap();
+    ack(&bot, sent.id).await;
+    let running = bot
+        .wait_original(sent.id, WAIT, |m| {
+            embed_title(m).is_some_and(|t| t.contains("Sampling"))
+        })
+        .await
+        .expect("sampling shown");
+    let click = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::button(&button(&running, "cc:cancel:"), Some(running.id))
+                .by_user(USER_ID),
+        )
+        .unwrap();
+    assert_eq!(ack(&bot, click.id).await.callback_type(), Some(6));
+    let ended = bot
+        .wait_original(sent.id, WAIT, |m| {
+            embed_title(m).as_deref() == Some("Cancelled")
+        })
+        .await
+        .expect("the message says cancelled");
+    assert!(
+        button_ids(&ended).is_empty(),
+        "no buttons left: {:?}",
+        button_ids(&ended)
+    );
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_specific_ephemeral_and_leave_nothing_thinking() {
+    let bot = BotUnderTest::start(HarnessOptions {
+        config: json!({
+            "limits": {"user_burst": 1, "user_per_minute": 1},
+            "discord": {"allowed_channels": [GENERAL_CHANNEL_ID]},
+        }),
+        ..HarnessOptions::default()
+    })
+    .await;
+    // A channel the bot is not enabled in.
+    let s = bot
+        .discord
+        .send_interaction(generate("x").in_channel(NSFW_CHANNEL_ID))
+        .unwrap();
+    ack(&bot, s.id).await;
+    let text = refusal(&bot, &s.token).await;
+    assert!(text.contains("not enabled in this channel"), "{text}");
+    // A value out of range names the option and the bounds.
+    let s = bot
+        .discord
+        .send_interaction(generate("x").option("steps", 500))
+        .unwrap();
+    ack(&bot, s.id).await;
+    let text = refusal(&bot, &s.token).await;
+    assert!(text.contains("steps must be between 1 and 50"), "{text}");
+    // The rate limit says when to retry.
+    let first = bot.discord.send_interaction(generate("one")).unwrap();
+    ack(&bot, first.id).await;
+    bot.wait_original(first.id, WAIT, has_result)
+        .await
+        .expect("first runs");
+    let second = bot.discord.send_interaction(generate("two")).unwrap();
+    ack(&bot, second.id).await;
+    let text = refusal(&bot, &second.token).await;
+    assert!(text.contains("try again in"), "{text}");
+    // Refused interactions do not stay "thinking": their loading message is deleted.
+    for token in [&second.token] {
+        bot.discord
+            .wait_for_request(
+                |r| r.method == "DELETE" && r.route().contains(token.as_str()),
+                WAIT,
+            )
+            .await
+            .expect("loading message removed");
+    }
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsfw_workflows_run_only_in_age_restricted_channels() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
+    let workflow: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("txt2img.json")).unwrap()).unwrap();
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("txt2img.manifest.json")).unwrap())
+            .unwrap();
+    manifest["nsfw"] = json!(true);
+    manifest["kind"] = json!("custom");
+    let bot = BotUnderTest::start(HarnessOptions {
+        extra_workflows: vec![("spicy".into(), workflow, manifest)],
+        ..HarnessOptions::default()
+    })
+    .await;
+    let s = bot
+        .discord
+        .send_interaction(generate("x").option("workflow", "spicy"))
+        .unwrap();
+    ack(&bot, s.id).await;
+    let text = refusal(&bot, &s.token).await;
+    assert!(text.contains("age-restricted"), "{text}");
+    let ok = bot
+        .discord
+        .send_interaction(
+            generate("x")
+                .option("workflow", "spicy")
+                .in_channel(NSFW_CHANNEL_ID),
+        )
+        .unwrap();
+    ack(&bot, ok.id).await;
+    let r = bot
+        .wait_original(ok.id, WAIT, has_result)
+        .await
+        .unwrap_or_else(|| panic!("runs in the NSFW channel:\n{}", bot.transcript()));
+    assert!(r.content().contains("`spicy`"));
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_falls_back_to_channel_messages() {
+    let bot = BotUnderTest::start(HarnessOptions {
+        comfy: slow_comfy(150),
+        config: json!({"discord": {"interaction_fresh_secs": 1}}),
+        ..HarnessOptions::default()
+    })
+    .await;
+    bot.discord
+        .faults()
+        .set_token_ttl(Duration::from_secs(1), 401);
+    let sent = bot
+        .discord
+        .send_interaction(generate("long job").option("steps", 20))
+        .unwrap();
+    ack(&bot, sent.id).await;
+    let result = bot
+        .wait_original(sent.id, WAIT, has_result)
+        .await
+        .expect("delivered");
+    let via_channel = bot
+        .discord
+        .requests()
+        .into_iter()
+        .find(|r| {
+            r.method == "PATCH"
+                && r.route() == format!("/channels/{GENERAL_CHANNEL_ID}/messages/{}", result.id)
+                && !r.files.is_empty()
+        })
+        .expect("the result went through the channel with the bot token");
+    assert_eq!(via_channel.status, 200);
+    assert!(via_channel
+        .authorization
+        .as_deref()
+        .unwrap_or_default()
+        .starts_with("Bot "));
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_job_delivers_the_result_once() {
+    let mut bot = BotUnderTest::start(HarnessOptions {
+        comfy: slow_comfy(100),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let sent = bot
+        .discord
+        .send_interaction(generate("survives restarts").option("steps", 25))
+        .unwrap();
+    ack(&bot, sent.id).await;
+    bot.wait_original(sent.id, WAIT, |m| {
+        embed_title(m).is_some_and(|t| t.contains("Sampling"))
+    })
+    .await
+    .expect("running");
+    bot.stop_bot().await.expect("clean stop");
+    bot.start_bot().await;
+    let result = bot
+        .wait_original(sent.id, WAIT, has_result)
+        .await
+        .expect("delivered after restart");
+    // Let any duplicate show up: the journal is marked delivered right after the edit.
+    let posts = bot
+        .comfy
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.starts_with("/prompt"))
+        .count();
+    assert_eq!(posts, 1, "ComfyUI got the prompt once");
+    bot.stop_bot().await.expect("clean stop");
+    let result_edits = bot
+        .discord
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "PATCH"
+                && r.route().ends_with(&format!("/messages/{}", result.id))
+                && r.files.iter().any(|f| {
+                    f.filename
+                        .as_deref()
+                        .is_some_and(|n| n.ends_with(".png") && !n.starts_with("preview"))
+                })
+        })
+        .count();
+    assert_eq!(result_edits, 1, "the result is posted exactly once");
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn img2img_from_an_attachment() {
+    let bot = BotUnderTest::start(HarnessOptions::default()).await;
+    let sent = bot
+        .discord
+        .send_interaction(generate("repaint").attachment_bytes(
+            "image",
+            "in.png",
+            "image/png",
+            tiny_png(64, 48),
+        ))
+        .unwrap();
+    ack(&bot, sent.id).await;
+    let r = bot
+        .wait_original(sent.id, WAIT, has_result)
+        .await
+        .expect("a result");
+    assert!(r.content().contains("`img2img`"), "{}", r.content());
+    assert!(
+        bot.comfy
+            .requests()
+            .iter()
+            .any(|q| q.path.starts_with("/upload/image")),
+        "the attachment was uploaded to ComfyUI"
+    );
+    // A file that is not what it claims is refused with the reason.
+    let bad = bot
+        .discord
+        .send_interaction(generate("x").attachment_bytes(
+            "image",
+            "fake.png",
+            "image/png",
+            b"GIF89a not a png".to_vec(),
+        ))
+        .unwrap();
+    ack(&bot, bad.id).await;
+    let text = refusal(&bot, &bad.token).await;
+    assert!(text.contains("fake.png"), "{text}");
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_users_at_once_are_all_acknowledged_and_served() {
+    let bot = BotUnderTest::start(HarnessOptions {
+        comfy: fake_comfyui::FakeOptions {
+            step_delay: Duration::from_millis(1),
+            ..fake_comfyui::FakeOptions::default()
+        },
+        ..HarnessOptions::default()
+    })
+    .await;
+    let sent: Vec<_> = (0..50u64)
+        .map(|i| {
+            bot.discord
+                .send_interaction(generate(&format!("user {i}")).by_user(2_000_000 + i))
+                .unwrap()
+        })
+        .collect();
+    for s in &sent {
+        assert_eq!(ack(&bot, s.id).await.callback_type(), Some(5));
+    }
+    for s in &sent {
+        bot.wait_original(s.id, Duration::from_secs(120), has_result)
+            .await
+            .unwrap_or_else(|| panic!("interaction {} got its result", s.id));
+    }
+    bot.shutdown().await;
+}
