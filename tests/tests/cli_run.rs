@@ -192,7 +192,7 @@ async fn bad_input_is_refused_before_any_request() {
     assert!(matches!(err, RunError::UnknownWorkflow { .. }));
     assert!(
         err.to_string()
-            .contains("available: img2img, scale_image, txt2img"),
+            .contains("available: animate, edit, img2img, scale_image, txt2img"),
         "{err}"
     );
     assert!(
@@ -256,4 +256,66 @@ async fn server_refusal_and_cancel_are_reported() {
         std::fs::read_dir(&out).unwrap().next().is_none(),
         "nothing saved"
     );
+}
+
+#[tokio::test]
+async fn animate_turns_an_image_into_an_animated_webp() {
+    let fake = FakeComfy::start().await;
+    let out = temp("anim");
+    let input = out.join("still.png");
+    std::fs::write(&input, tiny_png(64, 48)).unwrap();
+    let mut a = args("animate", &out);
+    a.prompt = Some("clouds drifting over a lighthouse".into());
+    a.images = vec![input];
+    a.params = vec![
+        ("checkpoint".into(), "tiny_sd15_random.safetensors".into()),
+        ("steps".into(), "3".into()),
+        ("frames".into(), "5".into()),
+        ("fps".into(), "10".into()),
+        ("seed".into(), "7".into()),
+    ];
+    let rec = Recorder::default();
+    let result = within(run_workflow(
+        &config(&fake.url()),
+        a,
+        rec.clone(),
+        std::future::pending(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(result.values["frames"], serde_json::json!(5));
+    assert_eq!(result.values["denoise"], serde_json::json!(0.5));
+    assert_eq!(result.files.len(), 1);
+    let path = &result.files[0];
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.ends_with(".webp"), "{name}");
+    // An animated WebP (what the generator classifies as an animation): one frame per
+    // repeated image, 1000 / fps ms each.
+    let bytes = std::fs::read(path).unwrap();
+    let decoder =
+        image::codecs::webp::WebPDecoder::new(std::io::Cursor::new(bytes.as_slice())).unwrap();
+    assert!(decoder.has_animation(), "{name} is a still image");
+    assert_eq!(
+        generators::outputs::kind_of(&name, decoder.has_animation()),
+        generators::OutputKind::Animation
+    );
+    let frames = image::AnimationDecoder::into_frames(decoder)
+        .collect_frames()
+        .unwrap();
+    assert_eq!(frames.len(), 5);
+    assert_eq!(frames[0].delay().numer_denom_ms(), (100, 1));
+    assert_eq!(
+        (frames[0].buffer().width(), frames[0].buffer().height()),
+        (64, 48)
+    );
+    let sidecar = path.with_file_name(format!("{name}.json"));
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sidecar).unwrap()).unwrap();
+    assert_eq!(sidecar["workflow"], serde_json::json!("animate"));
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|r| r.path.ends_with("/upload/image")));
+    let last = rec.0.lock().unwrap().last().cloned().unwrap();
+    assert_eq!((last.phase, last.percent), (Phase::Done, 100.0));
 }

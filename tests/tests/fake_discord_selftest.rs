@@ -475,6 +475,126 @@ async fn interaction_defer_edit_followups() {
 }
 
 #[tokio::test]
+async fn interaction_attachments_are_downloadable() {
+    let d = FakeDiscord::start().await;
+    let rest = Rest::new(&d);
+    let (mut ws, _) = identified(&d).await;
+
+    let bytes: Vec<u8> = b"\x89PNG\r\n\x1a\n"
+        .iter()
+        .copied()
+        .chain((0..5000u32).map(|i| (i * 31 % 251) as u8))
+        .collect();
+    let spec = InteractionSpec::command("edit")
+        .option("prompt", "make it blue")
+        .attachment_bytes("image", "in put.png", "image/png", bytes.clone())
+        .attachment("mask", "mask.webp", 300);
+    let sent = d.send_interaction(spec).expect("send");
+    let f = next(&mut ws).await;
+    assert_eq!(f["t"], "INTERACTION_CREATE");
+    let data = &f["d"]["data"];
+    let option_id = |name: &str| -> String {
+        data["options"]
+            .as_array()
+            .expect("options")
+            .iter()
+            .find(|o| o["name"] == name)
+            .and_then(|o| o["value"].as_str())
+            .expect("attachment option")
+            .to_string()
+    };
+    let image = &data["resolved"]["attachments"][option_id("image")];
+    let mask = &data["resolved"]["attachments"][option_id("mask")];
+    assert_eq!(image["size"], bytes.len());
+    assert_eq!(image["content_type"], "image/png");
+    assert_eq!(mask["size"], 300);
+    let image_url = image["url"].as_str().expect("url").to_string();
+    assert_eq!(
+        image_url,
+        format!(
+            "{}/attachments/{}/in%20put.png",
+            d.rest_url(),
+            option_id("image")
+        )
+    );
+    assert_eq!(sent.payload["data"]["resolved"], data["resolved"]);
+
+    // The CDN needs no token and is not rate limited: a scripted 429 waits for the API call.
+    d.faults().rate_limit_next(1, 0.1, false);
+    let http = reqwest::Client::new();
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            let resp = http.get(url).timeout(WAIT).send().await.expect("GET");
+            let status = resp.status().as_u16();
+            let ct = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let body = resp.bytes().await.expect("body");
+            (status, ct, body)
+        }
+    };
+    let (st, ct, body) = get(image_url.clone()).await;
+    assert_eq!((st, ct.as_str()), (200, "image/png"));
+    assert_eq!(body.as_ref(), bytes.as_slice());
+    let (st, ct, body) = get(mask["url"].as_str().expect("url").to_string()).await;
+    assert_eq!((st, ct.as_str()), (200, "image/webp"));
+    assert_eq!(body.as_ref(), vec![0u8; 300].as_slice());
+    let (st, _) = rest.call(Method::GET, "/users/@me", None).await;
+    assert_eq!(st, 429);
+
+    // Unknown ids and wrong filenames are Discord-style 404s, not unknown routes.
+    let base = d.rest_url();
+    let image_id = option_id("image");
+    for url in [
+        format!("{base}/attachments/1/in%20put.png"),
+        format!("{base}/attachments/{image_id}/other.png"),
+    ] {
+        let (st, _, body) = get(url).await;
+        let err: Value = serde_json::from_slice(&body).expect("json error");
+        assert_eq!((st, err["code"].clone()), (404, json!(10000)));
+    }
+    let downloads: Vec<_> = d
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/attachments/"))
+        .collect();
+    assert_eq!(downloads.len(), 4);
+    assert_eq!(downloads[0].method, "GET");
+    assert_eq!(
+        downloads[0].path,
+        format!("/attachments/{image_id}/in%20put.png")
+    );
+    assert_eq!(downloads[0].status, 200);
+    assert!(d.unknown_route_requests().is_empty());
+
+    // Files the bot uploads are served at their attachment URL too.
+    let cb = format!("/interactions/{}/{}/callback", sent.id, sent.token);
+    let (st, _) = rest
+        .multipart(
+            Method::POST,
+            &cb,
+            json!({"type": 4, "data": {"content": "done"}}),
+            &[("out.png", 100)],
+        )
+        .await;
+    assert_eq!(st, 204);
+    let hook = format!("/webhooks/{APPLICATION_ID}/{}", sent.token);
+    let (st, orig) = rest
+        .call(Method::GET, &format!("{hook}/messages/@original"), None)
+        .await;
+    assert_eq!(st, 200);
+    let out_url = orig["attachments"][0]["url"].as_str().expect("url");
+    let (st, ct, body) = get(out_url.to_string()).await;
+    assert_eq!((st, ct.as_str()), (200, "image/png"));
+    assert_eq!(body.as_ref(), vec![7u8; 100].as_slice());
+    d.shutdown().await;
+}
+
+#[tokio::test]
 async fn component_and_modal_interactions() {
     let d = FakeDiscord::start().await;
     let rest = Rest::new(&d);
