@@ -24,6 +24,9 @@ pub struct HarnessOptions {
     pub config: Value,
     /// Extra workflows: (name, workflow JSON, manifest JSON), written beside the examples.
     pub extra_workflows: Vec<(String, Value, Value)>,
+    /// Use the fake ComfyUI even when `COMFYUI_URL` names a real one (the test needs the
+    /// fake's switches or its request log).
+    pub fake_comfy_only: bool,
 }
 
 impl Default for HarnessOptions {
@@ -33,6 +36,7 @@ impl Default for HarnessOptions {
             comfy: fake_comfyui::FakeOptions::default(),
             config: json!({}),
             extra_workflows: Vec::new(),
+            fake_comfy_only: false,
         }
     }
 }
@@ -126,8 +130,13 @@ impl BotUnderTest {
                 std::fs::write(workflows.join(file), text).expect("write workflow");
             }
         }
+        // With COMFYUI_URL set, the suite runs against that real server instead.
+        let comfy_url = match std::env::var("COMFYUI_URL") {
+            Ok(url) if !url.trim().is_empty() && !opts.fake_comfy_only => url.trim().to_string(),
+            _ => comfy.url(),
+        };
         let mut config = json!({
-            "backends": [{"name": "fake", "url": comfy.url()}],
+            "backends": [{"name": "fake", "url": comfy_url}],
             "workflows_dir": workflows,
             "data_dir": dir.join("data"),
             "outputs": {"dir": dir.join("outputs")},

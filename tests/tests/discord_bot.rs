@@ -66,9 +66,12 @@ async fn refusal(bot: &BotUnderTest, token: &str) -> String {
     json["content"].as_str().unwrap_or_default().to_string()
 }
 
+/// `/generate` at a small size, so a real CPU ComfyUI (COMFYUI_URL) answers in seconds.
 fn generate(prompt: &str) -> InteractionSpec {
     InteractionSpec::command("generate")
         .option("prompt", prompt)
+        .option("width", 64)
+        .option("height", 64)
         .in_channel(GENERAL_CHANNEL_ID)
         .by_user(USER_ID)
 }
@@ -84,6 +87,7 @@ fn slow_comfy(step_ms: u64) -> fake_comfyui::FakeOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generate_acks_streams_progress_and_posts_result_with_buttons() {
     let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
         comfy: slow_comfy(60),
         ..HarnessOptions::default()
     })
@@ -347,6 +351,7 @@ async fn edit_button_opens_a_prefilled_modal_and_runs_the_new_prompt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_button_stops_a_running_job() {
     let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
         comfy: slow_comfy(300),
         ..HarnessOptions::default()
     })
@@ -475,6 +480,7 @@ async fn nsfw_workflows_run_only_in_age_restricted_channels() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_token_falls_back_to_channel_messages() {
     let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
         comfy: slow_comfy(150),
         config: json!({"discord": {"interaction_fresh_secs": 1}}),
         ..HarnessOptions::default()
@@ -514,6 +520,7 @@ async fn an_expired_token_falls_back_to_channel_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_job_delivers_the_result_once() {
     let mut bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
         comfy: slow_comfy(100),
         ..HarnessOptions::default()
     })
@@ -563,15 +570,20 @@ async fn a_restart_mid_job_delivers_the_result_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn img2img_from_an_attachment() {
-    let bot = BotUnderTest::start(HarnessOptions::default()).await;
+    let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
+        ..HarnessOptions::default()
+    })
+    .await;
     let sent = bot
         .discord
-        .send_interaction(generate("repaint").attachment_bytes(
-            "image",
-            "in.png",
-            "image/png",
-            tiny_png(64, 48),
-        ))
+        .send_interaction(
+            InteractionSpec::command("generate")
+                .option("prompt", "repaint")
+                .in_channel(GENERAL_CHANNEL_ID)
+                .by_user(USER_ID)
+                .attachment_bytes("image", "in.png", "image/png", tiny_png(64, 48)),
+        )
         .unwrap();
     ack(&bot, sent.id).await;
     let r = bot
@@ -589,12 +601,18 @@ async fn img2img_from_an_attachment() {
     // A file that is not what it claims is refused with the reason.
     let bad = bot
         .discord
-        .send_interaction(generate("x").attachment_bytes(
-            "image",
-            "fake.png",
-            "image/png",
-            b"GIF89a not a png".to_vec(),
-        ))
+        .send_interaction(
+            InteractionSpec::command("generate")
+                .option("prompt", "x")
+                .in_channel(GENERAL_CHANNEL_ID)
+                .by_user(USER_ID)
+                .attachment_bytes(
+                    "image",
+                    "fake.png",
+                    "image/png",
+                    b"GIF89a not a png".to_vec(),
+                ),
+        )
         .unwrap();
     ack(&bot, bad.id).await;
     let text = refusal(&bot, &bad.token).await;
@@ -605,6 +623,7 @@ async fn img2img_from_an_attachment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_users_at_once_are_all_acknowledged_and_served() {
     let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
         comfy: fake_comfyui::FakeOptions {
             step_delay: Duration::from_millis(1),
             ..fake_comfyui::FakeOptions::default()
@@ -626,6 +645,251 @@ async fn fifty_users_at_once_are_all_acknowledged_and_served() {
         bot.wait_original(s.id, Duration::from_secs(120), has_result)
             .await
             .unwrap_or_else(|| panic!("interaction {} got its result", s.id));
+    }
+    bot.shutdown().await;
+}
+
+/// The text (content and embed text) of a message.
+fn text_of(m: &StoredMessage) -> String {
+    let mut t = m.content().to_string();
+    if let Some(embeds) = m.payload.get("embeds").and_then(Value::as_array) {
+        for e in embeds {
+            t.push_str(&e.to_string());
+        }
+    }
+    t
+}
+
+/// Runs a slash command and returns its (ephemeral) answer once it contains `expect`.
+async fn ask(bot: &BotUnderTest, spec: InteractionSpec, expect: &str) -> String {
+    let s = bot.discord.send_interaction(spec).unwrap();
+    let cb = ack(bot, s.id).await;
+    assert_eq!(cb.callback_type(), Some(5));
+    assert_eq!(
+        cb.json.as_ref().unwrap()["data"]["flags"]
+            .as_u64()
+            .unwrap_or(0)
+            & 64,
+        64,
+        "ephemeral"
+    );
+    let m = bot
+        .wait_original(s.id, WAIT, |m| text_of(m).contains(expect))
+        .await
+        .unwrap_or_else(|| panic!("an answer containing {expect:?}:\n{}", bot.transcript()));
+    text_of(&m)
+}
+
+fn sub(name: &str) -> InteractionSpec {
+    InteractionSpec::command("admin")
+        .option(name, json!({"type": 1, "options": []}))
+        .in_channel(GENERAL_CHANNEL_ID)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn information_and_admin_commands() {
+    let bot = BotUnderTest::start(HarnessOptions {
+        config: json!({"discord": {"admin_users": [USER_ID]}}),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let cmd = |name: &str| {
+        InteractionSpec::command(name)
+            .in_channel(GENERAL_CHANNEL_ID)
+            .by_user(USER_ID)
+    };
+    // The first health probe may still be running (a real server's /object_info is large).
+    let mut status = String::new();
+    for _ in 0..50 {
+        status = ask(&bot, cmd("status"), "comfycord status").await;
+        if status.contains("🟢") {
+            break;
+        }
+        bot.discord
+            .wait_for_request(|_| false, Duration::from_millis(200))
+            .await;
+    }
+    assert!(
+        status.contains("fake") && status.contains("ComfyUI 0.3.64"),
+        "{status}"
+    );
+    let workflows = ask(&bot, cmd("workflows"), "txt2img").await;
+    assert!(
+        workflows.contains("img2img") && workflows.contains("options: "),
+        "{workflows}"
+    );
+    ask(&bot, cmd("loras"), "tiny_random_lora.safetensors").await;
+    ask(&bot, cmd("help"), "/generate").await;
+    ask(&bot, cmd("queue"), "no jobs waiting or running").await;
+
+    // Only admins may pause; a paused queue holds jobs until resumed.
+    ask(
+        &bot,
+        sub("pause").by_user(OTHER_USER_ID),
+        "Only comfycord admins",
+    )
+    .await;
+    ask(&bot, sub("pause").by_user(USER_ID), "Queue paused").await;
+    let job = bot.discord.send_interaction(generate("held")).unwrap();
+    ack(&bot, job.id).await;
+    // The scheduler's own notice (not just the placeholder shown before submitting).
+    bot.wait_original(job.id, WAIT, |m| {
+        embed_title(m).as_deref() == Some("Queued: next up")
+    })
+    .await
+    .expect("queued while paused");
+    let q = ask(&bot, cmd("queue"), "next up").await;
+    assert!(q.contains("/channels/"), "links to the job's message: {q}");
+    ask(&bot, sub("resume").by_user(USER_ID), "Queue resumed").await;
+    bot.wait_original(job.id, WAIT, has_result)
+        .await
+        .expect("runs after resume");
+    let history = ask(&bot, cmd("history"), "held").await;
+    assert!(history.contains("txt2img"), "{history}");
+    ask(
+        &bot,
+        sub("reload").by_user(USER_ID),
+        "Reloaded: 7 workflow(s)",
+    )
+    .await;
+    // Clear removes waiting jobs and says how many.
+    ask(&bot, sub("pause").by_user(USER_ID), "Queue paused").await;
+    let waiting = bot
+        .discord
+        .send_interaction(generate("to be cleared"))
+        .unwrap();
+    ack(&bot, waiting.id).await;
+    bot.wait_original(waiting.id, WAIT, |m| {
+        embed_title(m).as_deref() == Some("Queued: next up")
+    })
+    .await
+    .expect("queued");
+    ask(&bot, sub("clear").by_user(USER_ID), "Removed 1 waiting job").await;
+    bot.wait_original(waiting.id, WAIT, |m| {
+        embed_title(m).as_deref() == Some("Cancelled")
+    })
+    .await
+    .expect("the cleared job says so");
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autocomplete_offers_workflows_and_searches_many_loras() {
+    let mut info = fake_comfyui::default_object_info().clone();
+    let mut loras: Vec<Value> = (0..40)
+        .map(|i| json!(format!("style_{i:02}.safetensors")))
+        .collect();
+    loras.push(json!("tiny_random_lora.safetensors"));
+    info["LoraLoader"]["input"]["required"]["lora_name"][0] = Value::Array(loras);
+    let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
+        comfy: fake_comfyui::FakeOptions {
+            object_info: info,
+            ..fake_comfyui::FakeOptions::default()
+        },
+        ..HarnessOptions::default()
+    })
+    .await;
+    let choices = |cb: &tests::fake_discord::RecordedRequest| -> Vec<String> {
+        assert_eq!(cb.callback_type(), Some(8));
+        cb.json.as_ref().unwrap()["data"]["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["value"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::autocomplete("generate", "lora", "").in_channel(GENERAL_CHANNEL_ID),
+        )
+        .unwrap();
+    let got = choices(&ack(&bot, all.id).await);
+    assert_eq!(got.len(), 25, "capped at Discord's 25: {got:?}");
+    let some = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::autocomplete("generate", "lora", "STYLE_3")
+                .in_channel(GENERAL_CHANNEL_ID),
+        )
+        .unwrap();
+    let got = choices(&ack(&bot, some.id).await);
+    assert_eq!(got.len(), 10, "search reaches past the first 25: {got:?}");
+    assert!(got.iter().all(|n| n.starts_with("style_3")), "{got:?}");
+    let wf = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::autocomplete("generate", "workflow", "lora")
+                .in_channel(GENERAL_CHANNEL_ID),
+        )
+        .unwrap();
+    assert_eq!(
+        choices(&ack(&bot, wf.id).await),
+        vec!["txt2img_lora".to_string()]
+    );
+    // The LoRA picked runs on the workflow that takes one.
+    let run = bot
+        .discord
+        .send_interaction(generate("styled").option("lora", "style_07.safetensors"))
+        .unwrap();
+    ack(&bot, run.id).await;
+    let r = bot
+        .wait_original(run.id, WAIT, has_result)
+        .await
+        .expect("a result");
+    assert!(r.content().contains("`txt2img_lora`"), "{}", r.content());
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_upscale_and_animate_commands_take_an_image() {
+    let bot = BotUnderTest::start(HarnessOptions::default()).await;
+    let png = tiny_png(64, 48);
+    for (spec, workflow, ext) in [
+        (
+            InteractionSpec::command("edit").option("instruction", "make it blue"),
+            "edit",
+            ".png",
+        ),
+        (
+            InteractionSpec::command("upscale").option("factor", 2.0),
+            "upscale",
+            ".png",
+        ),
+        (
+            InteractionSpec::command("animate")
+                .option("prompt", "waves")
+                .option("frames", 4),
+            "animate",
+            ".webp",
+        ),
+    ] {
+        let s = bot
+            .discord
+            .send_interaction(
+                spec.in_channel(GENERAL_CHANNEL_ID)
+                    .by_user(USER_ID)
+                    .attachment_bytes("image", "in.png", "image/png", png.clone()),
+            )
+            .unwrap();
+        assert_eq!(ack(&bot, s.id).await.callback_type(), Some(5));
+        let r = bot
+            .wait_original(s.id, WAIT, |m| {
+                !m.files.is_empty() && button_ids(m).iter().any(|b| b.starts_with("cc:info:"))
+            })
+            .await
+            .unwrap_or_else(|| panic!("{workflow}: a result\n{}", bot.transcript()));
+        assert!(
+            r.content().contains(&format!("`{workflow}`")),
+            "{}",
+            r.content()
+        );
+        assert!(
+            r.files.iter().any(|f| f.filename.ends_with(ext)),
+            "{workflow}: {:?}",
+            r.files
+        );
     }
     bot.shutdown().await;
 }

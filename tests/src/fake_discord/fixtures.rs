@@ -631,6 +631,12 @@ impl InteractionSpec {
 }
 
 fn option_json(name: &str, value: &Value) -> Value {
+    // An object is the option itself (a subcommand: `{"type": 1, "options": []}`).
+    if let Value::Object(o) = value {
+        let mut o = o.clone();
+        o.insert("name".into(), name.into());
+        return Value::Object(o);
+    }
     let ty = match value {
         Value::Bool(_) => 5,
         Value::Number(n) if n.is_i64() || n.is_u64() => 4,
