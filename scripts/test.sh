@@ -3,4 +3,5 @@
 # whatever a test needs is installed here and nowhere else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+./scripts/test-deps.sh
 cargo test --workspace --locked "$@"

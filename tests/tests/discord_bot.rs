@@ -893,3 +893,84 @@ async fn edit_upscale_and_animate_commands_take_an_image() {
     }
     bot.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cosmos_video_jobs_run_on_the_ssh_host_and_upscale() {
+    use tests::cosmos_host::{CosmosHost, CosmosHostOptions};
+    let host = CosmosHost::start(CosmosHostOptions::default());
+    let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
+        config: json!({"cosmos": {
+            "host": "127.0.0.1",
+            "port": host.port(),
+            "user": host.user(),
+            "ssh_key": host.client_key_path(),
+            "host_key": host.host_public_key(),
+            "remote_dir": host.remote_dir(),
+            "docker_image": host.image(),
+            "busy_poll_secs": 1,
+        }}),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let video = std::fs::read(CosmosHost::input_video()).unwrap();
+    let s = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::command("cosmos")
+                .option("prompt", "the same street in snow")
+                .option("edge", 0.6)
+                .in_channel(GENERAL_CHANNEL_ID)
+                .by_user(USER_ID)
+                .attachment_bytes("video", "street.mp4", "video/mp4", video),
+        )
+        .unwrap();
+    assert_eq!(ack(&bot, s.id).await.callback_type(), Some(5));
+    let result = bot
+        .wait_original(s.id, Duration::from_secs(60), has_result)
+        .await
+        .unwrap_or_else(|| panic!("a Cosmos result\n{}", bot.transcript()));
+    assert!(
+        result.content().contains("`cosmos_transfer`"),
+        "{}",
+        result.content()
+    );
+    assert!(result.files.iter().any(|f| f.filename.ends_with(".mp4")));
+    let ids = button_ids(&result);
+    assert!(
+        !ids.iter()
+            .any(|b| b.starts_with("cc:vary:") || b.starts_with("cc:anim:")),
+        "{ids:?}"
+    );
+    let up = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::button(&button(&result, "cc:up:"), Some(result.id)).by_user(USER_ID),
+        )
+        .unwrap();
+    ack(&bot, up.id).await;
+    let upscaled = bot
+        .wait_original(up.id, Duration::from_secs(60), |m| {
+            !m.files.is_empty() && button_ids(m).iter().any(|b| b.starts_with("cc:info:"))
+        })
+        .await
+        .unwrap_or_else(|| panic!("an upscaled result\n{}", bot.transcript()));
+    assert!(
+        upscaled.content().contains("`cosmos_upscale`"),
+        "{}",
+        upscaled.content()
+    );
+    let status = ask(
+        &bot,
+        InteractionSpec::command("status")
+            .in_channel(GENERAL_CHANNEL_ID)
+            .by_user(USER_ID),
+        "cosmos",
+    )
+    .await;
+    assert!(
+        status.contains("Cosmos ·") && status.contains("H100"),
+        "{status}"
+    );
+    bot.shutdown().await;
+}

@@ -51,6 +51,89 @@ pub struct Config {
     /// How progress messages are updated.
     #[serde(default)]
     pub progress: ProgressSection,
+    /// A remote Cosmos GPU host reached over SSH (optional).
+    #[serde(default)]
+    pub cosmos: Option<CosmosSection>,
+}
+
+/// `cosmos`: the remote NVIDIA Cosmos-Transfer1 host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CosmosSection {
+    /// Name shown in `/status` and logs.
+    #[serde(default = "cosmos_name")]
+    pub name: String,
+    pub host: String,
+    #[serde(default = "ssh_port")]
+    pub port: u16,
+    pub user: String,
+    /// Private key file (its contents are never logged).
+    pub ssh_key: PathBuf,
+    /// The host's public key as in known_hosts, e.g. `ssh-ed25519 AAAA…` (pinned; never
+    /// accepted blindly).
+    pub host_key: String,
+    /// The cosmos-transfer1 checkout on the host.
+    pub remote_dir: String,
+    pub docker_image: String,
+    #[serde(default = "docker_command")]
+    pub docker_command: String,
+    #[serde(default = "hf_cache")]
+    pub hf_cache_dir: String,
+    #[serde(default = "one_u32")]
+    pub num_gpu: u32,
+    #[serde(default = "cuda_devices")]
+    pub cuda_devices: String,
+    #[serde(default = "checkpoint_dir")]
+    pub checkpoint_dir: String,
+    #[serde(default = "secs_15")]
+    pub connect_timeout_secs: u64,
+    #[serde(default = "secs_3600")]
+    pub job_timeout_secs: u64,
+    #[serde(default = "secs_300")]
+    pub transfer_timeout_secs: u64,
+    #[serde(default = "secs_20")]
+    pub keepalive_secs: u64,
+    #[serde(default = "secs_15")]
+    pub busy_poll_secs: u64,
+    #[serde(default = "mib_2048")]
+    pub max_download_mib: u64,
+}
+
+fn cosmos_name() -> String {
+    "cosmos".into()
+}
+fn ssh_port() -> u16 {
+    22
+}
+fn docker_command() -> String {
+    "sudo docker".into()
+}
+fn hf_cache() -> String {
+    "$HOME/.cache/huggingface".into()
+}
+fn one_u32() -> u32 {
+    1
+}
+fn cuda_devices() -> String {
+    "0".into()
+}
+fn checkpoint_dir() -> String {
+    "./checkpoints".into()
+}
+fn secs_15() -> u64 {
+    15
+}
+fn secs_20() -> u64 {
+    20
+}
+fn secs_300() -> u64 {
+    300
+}
+fn secs_3600() -> u64 {
+    3600
+}
+fn mib_2048() -> u64 {
+    2048
 }
 
 /// `limits`: see [`validation::LimitsConfig`].
@@ -394,6 +477,46 @@ impl Config {
                 self.progress.edit_interval_ms
             ));
         }
+        if let Some(c) = &self.cosmos {
+            if russh_key_ok(&c.host_key).is_err() {
+                problems.push(format!(
+                    "config key `cosmos.host_key`: {:?} is not an OpenSSH public key; copy the host's key line, e.g. from `ssh-keyscan -t ed25519 HOST` (without the host name)",
+                    c.host_key.chars().take(40).collect::<String>()
+                ));
+            }
+            if c.remote_dir.trim().is_empty() || !c.remote_dir.starts_with('/') {
+                problems.push(format!(
+                    "config key `cosmos.remote_dir`: {:?} is not allowed; use the absolute path of the cosmos-transfer1 checkout",
+                    c.remote_dir
+                ));
+            }
+            if c.cuda_devices.is_empty()
+                || !c
+                    .cuda_devices
+                    .chars()
+                    .all(|ch| ch.is_ascii_digit() || ch == ',')
+            {
+                problems.push(format!(
+                    "config key `cosmos.cuda_devices`: {:?} is not allowed; use GPU numbers such as \"0\" or \"0,1\"",
+                    c.cuda_devices
+                ));
+            }
+            for (key, value) in [
+                ("num_gpu", u64::from(c.num_gpu)),
+                ("connect_timeout_secs", c.connect_timeout_secs),
+                ("job_timeout_secs", c.job_timeout_secs),
+                ("transfer_timeout_secs", c.transfer_timeout_secs),
+                ("keepalive_secs", c.keepalive_secs),
+                ("busy_poll_secs", c.busy_poll_secs),
+                ("max_download_mib", c.max_download_mib),
+            ] {
+                if value == 0 {
+                    problems.push(format!(
+                        "config key `cosmos.{key}`: 0 is not allowed; use a positive number"
+                    ));
+                }
+            }
+        }
         let d = &self.discord;
         if !(1..=INTERACTION_TOKEN_LIFETIME_SECS).contains(&d.interaction_fresh_secs) {
             problems.push(format!(
@@ -469,6 +592,37 @@ impl Config {
         Duration::from_millis(self.progress.edit_interval_ms)
     }
 
+    /// The Cosmos backend's settings, if one is configured.
+    pub fn cosmos_settings(&self) -> Option<generators::cosmos::CosmosSettings> {
+        let c = self.cosmos.as_ref()?;
+        Some(generators::cosmos::CosmosSettings {
+            name: c.name.clone(),
+            ssh: generators::cosmos::ssh::SshConfig {
+                host: c.host.clone(),
+                port: c.port,
+                user: c.user.clone(),
+                key_path: c.ssh_key.clone(),
+                host_key: c.host_key.clone(),
+                connect_timeout: Duration::from_secs(c.connect_timeout_secs),
+                keepalive: Duration::from_secs(c.keepalive_secs),
+                transfer_timeout: Duration::from_secs(c.transfer_timeout_secs),
+            },
+            layout: generators::cosmos::remote::HostLayout {
+                remote_dir: c.remote_dir.clone(),
+                image: c.docker_image.clone(),
+                docker: c.docker_command.clone(),
+                hf_cache: c.hf_cache_dir.clone(),
+                num_gpu: c.num_gpu,
+                cuda_devices: c.cuda_devices.clone(),
+                checkpoint_dir: c.checkpoint_dir.clone(),
+            },
+            job_timeout: Duration::from_secs(c.job_timeout_secs),
+            busy_poll: Duration::from_secs(c.busy_poll_secs),
+            outputs_dir: self.outputs.dir.clone(),
+            max_download: c.max_download_mib * 1024 * 1024,
+        })
+    }
+
     /// The client settings for one backend.
     pub fn client_config(&self, backend: &BackendConfig) -> ClientConfig {
         // Validated in `load`, so the URL parses.
@@ -482,6 +636,11 @@ impl Config {
         c.give_up_after = Duration::from_secs(t.give_up_after_secs);
         c
     }
+}
+
+/// Whether a pinned host key parses.
+fn russh_key_ok(line: &str) -> Result<(), String> {
+    generators::cosmos::ssh::parse_public_key(line).map(|_| ())
 }
 
 /// "config key `a.b` (from config.json): invalid type: found string \"x\", expected u64".

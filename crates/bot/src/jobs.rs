@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use core_comfyui::{Catalog, PatchError, WorkflowDef, WorkflowKind};
+use generators::cosmos::spec::{self as cosmos_spec, CosmosKind};
 use generators::{InputFile, JobId, JobSpec};
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
@@ -101,12 +102,16 @@ pub fn kind_name(kind: WorkflowKind) -> &'static str {
     }
 }
 
-/// Checks `req` against its workflow's manifest and fixes every value (defaults, the seed).
+/// Checks `req` against its workflow's manifest (or the Cosmos rules) and fixes every value
+/// (defaults, the seed).
 pub fn prepare(
     catalog: &Catalog,
     req: JobRequest,
     rng: &mut impl rand::RngCore,
 ) -> Result<Prepared, PrepareError> {
+    if let Some(kind) = CosmosKind::from_workflow(&req.workflow) {
+        return prepare_cosmos(kind, req, rng);
+    }
     let def = catalog
         .get(&req.workflow)
         .ok_or_else(|| PrepareError::UnknownWorkflow {
@@ -163,6 +168,48 @@ pub fn prepare(
     })
 }
 
+/// A Cosmos job: its one input video, values checked against the kind's rules, defaults and
+/// a seed fixed.
+fn prepare_cosmos(
+    kind: CosmosKind,
+    req: JobRequest,
+    rng: &mut impl rand::RngCore,
+) -> Result<Prepared, PrepareError> {
+    if req.images.len() != 1 {
+        return Err(PrepareError::ImageCount {
+            workflow: req.workflow,
+            count: req.images.len(),
+            takes: 1,
+        });
+    }
+    let rules = cosmos_spec::rules(kind);
+    let mut raw = RawRequest {
+        values: req.values,
+        aspect: None,
+    };
+    let video = &req.images[0];
+    raw.values.insert(
+        cosmos_spec::VIDEO_PARAM.into(),
+        Value::String(format!("pending.{}", video.format.extension())),
+    );
+    let checked = validation::validate(&rules, &raw)?;
+    let values = cosmos_spec::complete_values(kind, &checked, rng)?;
+    let spec = JobSpec {
+        workflow: kind.workflow().to_string(),
+        values: values.clone(),
+        inputs: vec![InputFile {
+            param: cosmos_spec::VIDEO_PARAM.into(),
+            path: video.path.clone(),
+            mime: video.format.mime().to_string(),
+        }],
+        parent: req.parent,
+    };
+    Ok(Prepared {
+        spec,
+        values: values.into_iter().collect(),
+    })
+}
+
 /// The values of a finished job to reuse in a derived one: its own values minus images and,
 /// when `new_seed`, minus the seed (so a fresh one is drawn).
 pub fn reusable_values(spec: &JobSpec, def: &WorkflowDef, new_seed: bool) -> Map<String, Value> {
@@ -184,6 +231,48 @@ mod tests {
     fn catalog() -> Catalog {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../workflows");
         Catalog::load_dir(&dir).unwrap().0
+    }
+
+    #[test]
+    fn cosmos_jobs_take_one_video_and_fill_every_value() {
+        let c = catalog();
+        let mut values = Map::new();
+        values.insert("prompt".into(), "a rainy street".into());
+        values.insert("edge".into(), serde_json::json!(0.8));
+        let video = LocalImage {
+            path: "/tmp/in.mp4".into(),
+            format: MediaFormat::Mp4,
+        };
+        let p = prepare(
+            &c,
+            JobRequest {
+                workflow: "cosmos_transfer".into(),
+                values: values.clone(),
+                images: vec![video.clone()],
+                ..JobRequest::default()
+            },
+            &mut rand::thread_rng(),
+        )
+        .unwrap();
+        assert_eq!(p.spec.values["edge"], 0.8);
+        assert_eq!(p.spec.values["steps"], 35);
+        assert_eq!(p.spec.inputs[0].mime, "video/mp4");
+        values.insert("steps".into(), 500.into());
+        let e = prepare(
+            &c,
+            JobRequest {
+                workflow: "cosmos_transfer".into(),
+                values,
+                images: vec![video],
+                ..JobRequest::default()
+            },
+            &mut rand::thread_rng(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("steps must be between 1 and 100"),
+            "{e}"
+        );
     }
 
     #[test]

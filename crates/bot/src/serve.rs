@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use core_comfyui::{Catalog, ComfyClient};
+use generators::cosmos::CosmosGenerator;
 use generators::{
     stable_client_id, ComfyGenerator, Generator, Journal, Notice, Scheduler, SqliteJournal,
 };
@@ -48,6 +49,8 @@ pub struct Engine {
     pub journal: Arc<dyn Journal>,
     pub catalog: Arc<Catalog>,
     pub generators: Vec<ComfyGenerator>,
+    /// The Cosmos host, when configured.
+    pub cosmos: Option<CosmosGenerator>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -91,10 +94,14 @@ pub fn start_engine(
             &config.outputs.dir,
         ));
     }
-    let gens: Vec<Arc<dyn Generator>> = generators
+    let mut gens: Vec<Arc<dyn Generator>> = generators
         .iter()
         .map(|g| Arc::new(g.clone()) as Arc<dyn Generator>)
         .collect();
+    let cosmos = config.cosmos_settings().map(CosmosGenerator::new);
+    if let Some(c) = &cosmos {
+        gens.push(Arc::new(c.clone()));
+    }
     let (scheduler, notices) = Scheduler::start(
         config.scheduler(),
         gens,
@@ -108,6 +115,7 @@ pub fn start_engine(
         journal,
         catalog,
         generators,
+        cosmos,
     })
 }
 

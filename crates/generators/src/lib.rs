@@ -5,6 +5,7 @@
 //! No Discord types: a job's origin is plain ids.
 
 pub mod comfy;
+pub mod cosmos;
 pub mod fair_queue;
 pub mod generator;
 pub mod job;
@@ -15,7 +16,8 @@ pub mod scheduler;
 pub use comfy::{plan_for, progress_update, ComfyGenerator};
 pub use generator::{GenEvent, GenJob, GenOutcome, Generator, Probe, RunControl};
 pub use job::{
-    upscale_target, InputFile, JobId, JobRecord, JobSpec, JobState, Origin, OutputKind, SavedOutput,
+    now_ms, upscale_target, InputFile, JobId, JobRecord, JobSpec, JobState, Origin, OutputKind,
+    SavedOutput,
 };
 pub use journal::{stable_client_id, Journal, JournalError, MemoryJournal, SqliteJournal};
 pub use scheduler::{

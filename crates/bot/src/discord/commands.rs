@@ -42,6 +42,7 @@ pub fn all() -> Vec<poise::Command<Arc<Data>, Error>> {
         loras(),
         help(),
         admin(),
+        cosmos(),
     ]
 }
 
@@ -116,6 +117,26 @@ async fn launch_from_command(
             }
         },
     };
+    if generators::cosmos::spec::CosmosKind::from_workflow(&name).is_some() {
+        let id = JobId::new();
+        let incoming: Vec<Incoming> = attachments.into_iter().map(Incoming::from).collect();
+        let images = match launch::fetch_inputs(&data, &id, &incoming, true).await {
+            Ok(i) => i,
+            Err(msg) => {
+                resp.fail(&http, &msg).await;
+                return Ok(());
+            }
+        };
+        let req = JobRequest {
+            workflow: name,
+            values,
+            aspect,
+            images,
+            parent: None,
+        };
+        launch::start_job(&data, &http, &resp, id, req).await;
+        return Ok(());
+    }
     let Some(def) = catalog.get(&name) else {
         resp.fail(
             &http,
@@ -312,6 +333,87 @@ pub async fn animate(
         |_, _, _| {},
     )
     .await
+}
+
+/// Transform a video with NVIDIA Cosmos on the GPU host.
+#[poise::command(slash_command)]
+#[allow(clippy::too_many_arguments)]
+pub async fn cosmos(
+    ctx: Ctx<'_>,
+    #[description = "The input video (MP4)"] video: serenity::Attachment,
+    #[description = "What the new video shows"]
+    #[max_length = 2000]
+    prompt: String,
+    #[description = "What to avoid"]
+    #[max_length = 2000]
+    negative: Option<String>,
+    #[description = "Weight of the blurred-video control, 0–1 (default 0.25)"]
+    #[min = 0.0]
+    #[max = 1.0]
+    vis: Option<f64>,
+    #[description = "Weight of the edge control, 0–1 (default 0.25)"]
+    #[min = 0.0]
+    #[max = 1.0]
+    edge: Option<f64>,
+    #[description = "Weight of the depth control, 0–1 (default 0.25)"]
+    #[min = 0.0]
+    #[max = 1.0]
+    depth: Option<f64>,
+    #[description = "Weight of the segmentation control, 0–1 (default 0.25)"]
+    #[min = 0.0]
+    #[max = 1.0]
+    seg: Option<f64>,
+    #[description = "Diffusion steps (default 35)"] steps: Option<u32>,
+    #[description = "Guidance (default 5)"] guidance: Option<f64>,
+    #[description = "Seed"]
+    #[min = 1]
+    seed: Option<i64>,
+    #[description = "How far from the input to start, 0–80 (default 70)"] sigma_max: Option<f64>,
+    #[description = "Frames per second of the output (default 24)"] fps: Option<u32>,
+    #[description = "Blur of the vis control"]
+    #[autocomplete = "ac_strength"]
+    blur_strength: Option<String>,
+    #[description = "Canny threshold of the edge control"]
+    #[autocomplete = "ac_strength"]
+    canny_threshold: Option<String>,
+) -> Result<(), Error> {
+    if ctx.data().config().cosmos.is_none() {
+        ctx.defer_ephemeral().await?;
+        return say_ephemeral(ctx, "No Cosmos host is configured on this bot.".into()).await;
+    }
+    let mut v = Map::new();
+    v.insert("prompt".into(), prompt.into());
+    put(&mut v, "negative", negative);
+    put(&mut v, "vis", vis);
+    put(&mut v, "edge", edge);
+    put(&mut v, "depth", depth);
+    put(&mut v, "seg", seg);
+    put(&mut v, "steps", steps);
+    put(&mut v, "guidance", guidance);
+    put(&mut v, "seed", seed);
+    put(&mut v, "sigma_max", sigma_max);
+    put(&mut v, "fps", fps);
+    put(&mut v, "blur_strength", blur_strength);
+    put(&mut v, "canny_threshold", canny_threshold);
+    launch_from_command(
+        ctx,
+        WorkflowKind::Video,
+        Some(generators::cosmos::spec::TRANSFER_WORKFLOW.to_string()),
+        v,
+        None,
+        vec![&video],
+        |_, _, _| {},
+    )
+    .await
+}
+
+async fn ac_strength(_ctx: Ctx<'_>, partial: &str) -> CreateAutocompleteResponse {
+    choices(
+        generators::cosmos::spec::STRENGTHS
+            .iter()
+            .map(|s| s.to_string()),
+        partial,
+    )
 }
 
 async fn say_ephemeral(ctx: Ctx<'_>, text: String) -> Result<(), Error> {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use core_comfyui::WorkflowKind;
+use generators::cosmos::spec::{self as cosmos_spec, CosmosKind};
 use generators::{JobId, JobRecord};
 use poise::serenity_prelude as serenity;
 use serde_json::Value;
@@ -231,6 +232,9 @@ pub fn derived_request(
     action: Action,
     new_prompt: Option<String>,
 ) -> Result<JobRequest, String> {
+    if CosmosKind::from_workflow(&source.spec.workflow).is_some() {
+        return derived_cosmos(source, action, new_prompt);
+    }
     let source_def = catalog
         .get(&source.spec.workflow)
         .ok_or_else(|| format!("Workflow {} is no longer loaded.", source.spec.workflow))?;
@@ -310,6 +314,58 @@ pub fn derived_request(
         Action::Edit | Action::Info | Action::Delete | Action::Cancel => {
             return Err("That button does not start a job.".into());
         }
+    }
+    Ok(req)
+}
+
+/// A job derived from a Cosmos result: rerun, edit the prompt, or upscale the video.
+fn derived_cosmos(
+    source: &JobRecord,
+    action: Action,
+    new_prompt: Option<String>,
+) -> Result<JobRequest, String> {
+    let mut req = JobRequest {
+        parent: Some(source.id.clone()),
+        ..JobRequest::default()
+    };
+    let local = |path: &std::path::Path, mime: &str| LocalImage {
+        path: path.to_path_buf(),
+        format: validation::MediaFormat::from_mime(mime).unwrap_or(validation::MediaFormat::Mp4),
+    };
+    match action {
+        Action::Reroll | Action::EditSubmit => {
+            req.workflow = source.spec.workflow.clone();
+            req.values = source
+                .spec
+                .values
+                .iter()
+                .filter(|(k, _)| {
+                    k.as_str() != cosmos_spec::VIDEO_PARAM
+                        && !(action == Action::Reroll && k.as_str() == "seed")
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if let Some(p) = new_prompt {
+                req.values.insert("prompt".into(), Value::String(p));
+            }
+            let input = source
+                .spec
+                .inputs
+                .first()
+                .filter(|i| i.path.exists())
+                .ok_or("The video this job started from is no longer on the server.")?;
+            req.images.push(local(&input.path, &input.mime));
+        }
+        Action::Upscale => {
+            let video = source
+                .outputs
+                .iter()
+                .find(|o| o.kind == generators::OutputKind::Video && o.path.exists())
+                .ok_or("This result's video is no longer on the server.")?;
+            req.workflow = cosmos_spec::UPSCALE_WORKFLOW.to_string();
+            req.images.push(local(&video.path, "video/mp4"));
+        }
+        _ => return Err("That button does not work on Cosmos results.".into()),
     }
     Ok(req)
 }

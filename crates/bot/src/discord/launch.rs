@@ -261,6 +261,7 @@ pub async fn start_job(data: &Data, http: &Http, resp: &Responder, id: JobId, re
     };
     let is_admin = access::is_admin(&data.config().discord, &resp.caller);
     let spec = prepared.spec;
+    let (workflow, values) = (spec.workflow.clone(), spec.values.clone());
     let inputs: Vec<PathBuf> = spec.inputs.iter().map(|i| i.path.clone()).collect();
     if let Err(e) = data
         .scheduler
@@ -273,6 +274,16 @@ pub async fn start_job(data: &Data, http: &Http, resp: &Responder, id: JobId, re
         }
         resp.fail(http, &submit_error_message(&e)).await;
         return;
+    }
+    if let Some(kind) = generators::cosmos::spec::CosmosKind::from_workflow(&workflow) {
+        // The readable prompt and run specs, kept in the journal beside the job.
+        let record = generators::cosmos::spec::journal_record(kind, id.as_str(), &values);
+        if let Err(e) = data
+            .journal
+            .meta_set(&format!("cosmos_spec:{id}"), &record.to_string())
+        {
+            tracing::warn!(job = %id, error = %e, "could not record the Cosmos specs");
+        }
     }
     data.metrics
         .submitted

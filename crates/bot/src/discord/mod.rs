@@ -153,6 +153,19 @@ impl Data {
 
     /// Which follow-up buttons a finished job gets.
     pub fn offers(&self, record: &JobRecord) -> render::Offers {
+        use generators::cosmos::spec::CosmosKind;
+        if let Some(kind) = CosmosKind::from_workflow(&record.spec.workflow) {
+            let video = record
+                .outputs
+                .iter()
+                .any(|o| o.kind == generators::OutputKind::Video);
+            return render::Offers {
+                upscale: video && kind == CosmosKind::Transfer && self.config().cosmos.is_some(),
+                vary: false,
+                edit: kind == CosmosKind::Transfer,
+                animate: false,
+            };
+        }
         let catalog = self.catalog();
         let has = |kind| catalog.iter().any(|d| d.manifest.kind == kind);
         let image = render::first_image(&record.outputs).is_some();
