@@ -974,3 +974,54 @@ async fn cosmos_video_jobs_run_on_the_ssh_host_and_upscale() {
     );
     bot.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_over_the_upload_limit_is_kept_and_reported_with_its_size() {
+    use tests::cosmos_host::{CosmosHost, CosmosHostOptions};
+    let host = CosmosHost::start(CosmosHostOptions::default());
+    let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
+        discord: tests::fake_discord::FakeOptions {
+            attachment_size_limit: 2_000,
+            ..tests::fake_discord::FakeOptions::default()
+        },
+        config: json!({"cosmos": {
+            "host": "127.0.0.1",
+            "port": host.port(),
+            "user": host.user(),
+            "ssh_key": host.client_key_path(),
+            "host_key": host.host_public_key(),
+            "remote_dir": host.remote_dir(),
+            "docker_image": host.image(),
+        }}),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let video = std::fs::read(CosmosHost::input_video()).unwrap();
+    let s = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::command("cosmos")
+                .option("prompt", "too big for the channel")
+                .in_channel(GENERAL_CHANNEL_ID)
+                .by_user(USER_ID)
+                .attachment_bytes("video", "in.mp4", "video/mp4", video),
+        )
+        .unwrap();
+    ack(&bot, s.id).await;
+    let m = bot
+        .wait_original(s.id, Duration::from_secs(60), |m| {
+            m.content().contains("over this channel's upload limit")
+        })
+        .await
+        .unwrap_or_else(|| panic!("the size is reported\n{}", bot.transcript()));
+    assert!(m.files.is_empty(), "nothing over the limit was uploaded");
+    assert!(m.content().contains("KiB"), "{}", m.content());
+    let saved: Vec<_> = std::fs::read_dir(bot.dir.join("outputs"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "mp4"))
+        .collect();
+    assert_eq!(saved.len(), 1, "the video is kept on the server");
+    bot.shutdown().await;
+}
