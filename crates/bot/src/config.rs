@@ -54,6 +54,17 @@ pub struct Config {
     /// A remote Cosmos GPU host reached over SSH (optional).
     #[serde(default)]
     pub cosmos: Option<CosmosSection>,
+    /// The operator's HTTP endpoint.
+    #[serde(default)]
+    pub health: HealthSection,
+}
+
+/// `health`: `/healthz` and `/metrics` (off unless `listen` is set).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSection {
+    /// Address to serve on, e.g. `127.0.0.1:9100` (`0.0.0.0:9100` in a container).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `cosmos`: the remote NVIDIA Cosmos-Transfer1 host.

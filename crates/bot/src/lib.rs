@@ -4,6 +4,7 @@
 pub mod check;
 pub mod config;
 pub mod discord;
+pub mod health;
 pub mod jobs;
 pub mod run;
 pub mod serve;

@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     /// Check the config and every workflow against every backend's /object_info; exits 1 on any problem.
     Check,
+    /// Ask a running bot's /healthz (health.listen); exits 0 when healthy (Docker HEALTHCHECK).
+    Healthcheck,
     /// Generate from the terminal with a progress bar and save the outputs.
     Run {
         /// Workflow name (a file in workflows_dir).
@@ -50,6 +52,9 @@ enum Command {
     },
 }
 
+/// Selects the log format (`json` or the default text).
+const LOG_FORMAT_ENV: &str = "COMFYCORD_LOG_FORMAT";
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
@@ -59,12 +64,22 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // COMFYCORD_LOG_FORMAT=json: one JSON object per line, spans (with the job id) included.
+    if std::env::var(LOG_FORMAT_ENV).is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let config = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -91,6 +106,22 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 } else {
                     ExitCode::FAILURE
+                }
+            }
+            Some(Command::Healthcheck) => {
+                let Some(listen) = config.health.listen else {
+                    eprintln!("comfycord: the health endpoint is off; set health.listen (e.g. COMFYCORD_HEALTH__LISTEN=127.0.0.1:9100)");
+                    return ExitCode::from(2);
+                };
+                match bot::health::check(listen).await {
+                    Ok(body) => {
+                        println!("{body}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(body) => {
+                        eprintln!("comfycord: unhealthy: {body}");
+                        ExitCode::FAILURE
+                    }
                 }
             }
             Some(Command::Run {

@@ -170,7 +170,28 @@ pub async fn serve(
         .map(|g| g.client().clone())
         .collect();
     tracker.spawn(retention_loop(config.clone(), cancel.clone()));
-    let bot = crate::discord::run(config, config_path, engine, cancel.clone(), &tracker);
+    let metrics = Arc::new(crate::health::Metrics::default());
+    if let Some(listen) = config.health.listen {
+        let state = crate::health::HealthState {
+            metrics: metrics.clone(),
+            scheduler: engine.scheduler.clone(),
+            journal: engine.journal.clone(),
+        };
+        let stop = cancel.clone();
+        tracker.spawn(async move {
+            if let Err(e) = crate::health::serve(listen, state, stop).await {
+                tracing::error!(%listen, error = %e, "the health endpoint could not start");
+            }
+        });
+    }
+    let bot = crate::discord::run(
+        config,
+        config_path,
+        engine,
+        metrics,
+        cancel.clone(),
+        &tracker,
+    );
     tokio::pin!(bot);
     let result = tokio::select! {
         r = &mut bot => r,

@@ -365,7 +365,12 @@ impl ComfyGenerator {
                 created_ms: job.created_ms,
                 finished_ms,
             };
-            let sidecar_path = match outputs::write_sidecar(&path, &sidecar) {
+            // A small file, but written with fsync: off the async threads.
+            let (p, sc) = (path.clone(), sidecar);
+            let written = tokio::task::spawn_blocking(move || outputs::write_sidecar(&p, &sc))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            let sidecar_path = match written {
                 Ok(p) => Some(p),
                 Err(e) => {
                     tracing::warn!(job = %job.id, error = %e, "could not write the sidecar");

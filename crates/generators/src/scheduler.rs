@@ -837,29 +837,35 @@ impl Actor {
         let run = self.backends[backend].gen.run(job, ev_tx, control.clone());
         let internal = self.internal.clone();
         let job_id = id.clone();
-        self.tracker.spawn(async move {
-            let forward = async {
-                while let Some(event) = ev_rx.recv().await {
-                    if internal
-                        .send(Internal::Gen {
-                            id: job_id.clone(),
-                            event,
-                        })
-                        .await
-                        .is_err()
-                    {
-                        break;
+        // Every line logged while the job runs carries its id and backend.
+        let span =
+            tracing::info_span!("job", job = %id, backend = %self.backends[backend].gen.name());
+        self.tracker.spawn(tracing::Instrument::instrument(
+            async move {
+                let forward = async {
+                    while let Some(event) = ev_rx.recv().await {
+                        if internal
+                            .send(Internal::Gen {
+                                id: job_id.clone(),
+                                event,
+                            })
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
                     }
-                }
-            };
-            let (outcome, ()) = tokio::join!(run, forward);
-            let _ = internal
-                .send(Internal::Done {
-                    id: job_id,
-                    outcome,
-                })
-                .await;
-        });
+                };
+                let (outcome, ()) = tokio::join!(run, forward);
+                let _ = internal
+                    .send(Internal::Done {
+                        id: job_id,
+                        outcome,
+                    })
+                    .await;
+            },
+            span,
+        ));
         self.backends[backend].inflight.insert(id.clone());
         self.running.insert(
             id.clone(),

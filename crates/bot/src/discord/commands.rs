@@ -17,6 +17,9 @@ use crate::jobs::{self, JobRequest};
 
 pub type Ctx<'a> = poise::ApplicationContext<'a, Arc<Data>, Error>;
 
+/// What a user is told when the bot is shutting down.
+pub const RESTARTING: &str = "The bot is restarting; try again in a minute.";
+
 /// Choices one autocomplete answer may hold (Discord's limit).
 const MAX_AUTOCOMPLETE: usize = 25;
 /// Jobs per `/history` page.
@@ -83,8 +86,13 @@ async fn launch_from_command(
     let at = Instant::now();
     ctx.defer().await?;
     let data = ctx.data().clone();
+    data.metrics.acks.observe(at.elapsed());
     let http = ctx.serenity_context().http.clone();
     let resp = responder(&ctx, at);
+    if data.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+        resp.fail(&http, RESTARTING).await;
+        return Ok(());
+    }
     if let Err(msg) = access::may_generate(&data.config().discord, &resp.caller) {
         resp.fail(&http, &launch::capitalise(&msg)).await;
         return Ok(());

@@ -36,6 +36,21 @@ pub async fn on_event(
     framework: poise::FrameworkContext<'_, Arc<Data>, Error>,
     event: &serenity::FullEvent,
 ) -> Result<(), Error> {
+    let connected = match event {
+        serenity::FullEvent::Ready { .. } | serenity::FullEvent::Resume { .. } => Some(true),
+        serenity::FullEvent::ShardStageUpdate { event } => {
+            Some(event.new == serenity::ConnectionStage::Connected)
+        }
+        _ => None,
+    };
+    if let Some(c) = connected {
+        framework
+            .user_data
+            .metrics
+            .gateway_connected
+            .store(c, std::sync::atomic::Ordering::Relaxed);
+        return Ok(());
+    }
     let serenity::FullEvent::InteractionCreate { interaction } = event else {
         return Ok(());
     };
@@ -379,6 +394,10 @@ async fn derive(
     source: &JobId,
     new_prompt: Option<String>,
 ) {
+    data.metrics.acks.observe(resp.at.elapsed());
+    if data.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+        return resp.fail(http, super::commands::RESTARTING).await;
+    }
     if let Err(msg) = access::may_generate(&data.config().discord, &resp.caller) {
         return resp.fail(http, &launch::capitalise(&msg)).await;
     }

@@ -251,6 +251,39 @@ async fn post_job_message(
     route.channel.send_message(http, b).await
 }
 
+/// Attempts at an end-state or result edit through 429s (progress edits just skip ahead).
+const MAX_RATE_LIMITED_ATTEMPTS: u32 = 10;
+
+/// [`edit_job_message`] that waits out rate limits, a bounded number of times: a result must
+/// not be lost to a 429 storm.
+async fn edit_with_retry(
+    data: &Data,
+    http: &Http,
+    id: &JobId,
+    route: &Route,
+    fresh_for: Duration,
+    edit: &MessageEdit,
+) -> Result<Message, serenity::Error> {
+    let mut attempt = 1;
+    loop {
+        // The route may have lost its token on an earlier attempt.
+        let route = data.routes.get(id).unwrap_or_else(|| route.clone());
+        match edit_job_message(http, &data.routes, id, &route, fresh_for, edit.cloned()).await {
+            Err(e)
+                if matches!(discord_error(&e), Some((429, _)))
+                    && attempt < MAX_RATE_LIMITED_ATTEMPTS =>
+            {
+                data.metrics
+                    .rate_limited
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(RATE_LIMIT_FALLBACK * attempt).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Edits one job's message with progress snapshots.
 struct DiscordSink {
     http: Arc<Http>,
@@ -462,6 +495,12 @@ fn end(
             Some(r) => r.as_str(),
             None => "The job was cancelled.",
         };
+        let counter = if reason.is_some() {
+            &data.metrics.failed
+        } else {
+            &data.metrics.cancelled
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let edit = MessageEdit {
             embeds: Some(vec![render::ended_embed(reason.is_some(), text, prompt)]),
             components: Some(Vec::new()),
@@ -469,7 +508,7 @@ fn end(
             ..MessageEdit::default()
         };
         let fresh = data.config().interaction_fresh();
-        if let Err(e) = edit_job_message(&http, &data.routes, &id, &route, fresh, edit).await {
+        if let Err(e) = edit_with_retry(&data, &http, &id, &route, fresh, &edit).await {
             tracing::warn!(job = %id, error = %e, "could not show the job's end");
         }
         super::launch::remove_inputs(&data, record.as_ref());
@@ -554,7 +593,7 @@ pub async fn deliver_result(data: &Arc<Data>, http: &Http, id: &JobId, outputs: 
         files: first.clone(),
         clear_files: true,
     };
-    let shown = match edit_job_message(http, &data.routes, id, &route, fresh, edit).await {
+    let shown = match edit_with_retry(data, http, id, &route, fresh, &edit).await {
         Ok(_) => true,
         Err(e)
             if matches!(discord_error(&e), Some((_, UNKNOWN_MESSAGE)))

@@ -10,7 +10,7 @@ pub mod render;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context as _;
@@ -23,19 +23,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+pub use crate::health::Metrics;
 use crate::serve::Engine;
 
 /// Internal errors of command handlers; users see a sentence with an id instead.
 pub type Error = anyhow::Error;
 
-/// Counters for logs and (later) metrics.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub submitted: AtomicU64,
-    pub results: AtomicU64,
-    pub progress_edits: AtomicU64,
-    pub rate_limited: AtomicU64,
-}
+/// Shutdown notices sent to waiting users, at most (each is a Discord edit).
+const MAX_SHUTDOWN_NOTICES: usize = 50;
 
 /// The bot's shared state.
 pub struct Data {
@@ -48,7 +43,9 @@ pub struct Data {
     pub routes: delivery::Routes,
     /// For attachments: no redirects off the CDN, bounded time.
     pub downloads: reqwest::Client,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// Set on shutdown: new interactions are turned away politely.
+    pub stopping: AtomicBool,
     /// Result uploads and other work spawned per job; waited for at shutdown.
     pub tasks: TaskTracker,
     nsfw_channels: Mutex<HashMap<u64, bool>>,
@@ -72,6 +69,7 @@ impl Data {
         config_path: &Path,
         engine: &Engine,
         tasks: TaskTracker,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Data> {
         let downloads = reqwest::Client::builder()
             .timeout(DOWNLOAD_TIMEOUT)
@@ -87,7 +85,8 @@ impl Data {
             generators: engine.generators.clone(),
             routes: delivery::Routes::default(),
             downloads,
-            metrics: Metrics::default(),
+            metrics,
+            stopping: AtomicBool::new(false),
             tasks,
             nsfw_channels: Mutex::new(HashMap::new()),
         })
@@ -220,6 +219,48 @@ impl Data {
     }
 }
 
+/// On shutdown: every unfinished job's message says the bot is restarting and the job is kept.
+async fn tell_waiting_users(data: &Data, http: &Http) {
+    let records = match data.journal.unfinished() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list jobs to tell about the restart");
+            return;
+        }
+    };
+    let fresh = data.config().interaction_fresh();
+    let mut told = 0;
+    for r in records
+        .iter()
+        .filter(|r| r.state.is_active())
+        .take(MAX_SHUTDOWN_NOTICES)
+    {
+        let Some(route) = data
+            .routes
+            .get(&r.id)
+            .or_else(|| delivery::route_from_record(r))
+        else {
+            continue;
+        };
+        let text = match r.state {
+            generators::JobState::Waiting => "The bot is restarting. Your job keeps its place in the queue and continues when it is back.",
+            _ => "The bot is restarting. Your job keeps running; its result will be posted here.",
+        };
+        let prompt = r.spec.values.get("prompt").and_then(|v| v.as_str());
+        let edit = delivery::MessageEdit {
+            embeds: Some(vec![render::paused_embed(text, prompt)]),
+            ..delivery::MessageEdit::default()
+        };
+        match delivery::edit_job_message(http, &data.routes, &r.id, &route, fresh, edit).await {
+            Ok(_) => told += 1,
+            Err(e) => tracing::debug!(job = %r.id, error = %e, "could not tell about the restart"),
+        }
+    }
+    if told > 0 {
+        tracing::info!(jobs = told, "told waiting users about the restart");
+    }
+}
+
 /// Builds serenity's HTTP client: the real API with its rate limiter, or a test base URL.
 pub fn build_http(config: &Config) -> anyhow::Result<Http> {
     let token = config
@@ -263,13 +304,20 @@ pub async fn run(
     config: Config,
     config_path: &Path,
     engine: Engine,
+    metrics: Arc<Metrics>,
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<()> {
     let http = build_http(&config)?;
     let register_in = config.discord.register_in_guild;
     let tasks = TaskTracker::new();
-    let data = Arc::new(Data::new(config, config_path, &engine, tasks.clone())?);
+    let data = Arc::new(Data::new(
+        config,
+        config_path,
+        &engine,
+        tasks.clone(),
+        metrics,
+    )?);
 
     let setup_data = data.clone();
     let framework = poise::Framework::builder()
@@ -304,9 +352,10 @@ pub async fn run(
         .await
         .context("starting the Discord client")?;
     // One Http for everything: the application id arrives with READY.
-    tracker.spawn(delivery::run(
+    let http = client.http.clone();
+    let delivery = tracker.spawn(delivery::run(
         data.clone(),
-        client.http.clone(),
+        http.clone(),
         engine.notices,
         cancel.clone(),
     ));
@@ -315,6 +364,11 @@ pub async fn run(
         r = client.start() => r.context("the Discord connection ended"),
         _ = cancel.cancelled() => Ok(()),
     };
+    // Stop taking commands, let the last edits land, then tell the people still waiting.
+    data.stopping.store(true, Ordering::Relaxed);
+    cancel.cancel();
+    let _ = delivery.await;
+    tell_waiting_users(&data, &http).await;
     shards.shutdown_all().await;
     tasks.close();
     tasks.wait().await;

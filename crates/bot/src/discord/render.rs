@@ -157,6 +157,18 @@ pub fn ended_embed(failed: bool, reason: &str, prompt: Option<&str>) -> CreateEm
     e
 }
 
+/// The embed shown on a job's message while the bot restarts.
+pub fn paused_embed(text: &str, prompt: Option<&str>) -> CreateEmbed {
+    let mut e = CreateEmbed::new()
+        .title("Paused: restarting")
+        .description(text)
+        .colour(COLOUR_CANCELLED);
+    if let Some(p) = prompt {
+        e = e.field("Prompt", truncate_chars(p, PROMPT_SHOWN_CHARS), false);
+    }
+    e
+}
+
 /// The Cancel button shown while a job waits or runs.
 pub fn cancel_row(job: &JobId) -> Vec<CreateActionRow> {
     vec![CreateActionRow::Buttons(vec![CreateButton::new(

@@ -486,9 +486,13 @@ impl CosmosGenerator {
             created_ms: job.created_ms,
             finished_ms,
         };
-        let sidecar_path = outputs::write_sidecar(&path, &sidecar)
-            .map_err(|e| tracing::warn!(job = %id, error = %e, "could not write the sidecar"))
-            .ok();
+        let p = path.clone();
+        let sidecar_path =
+            tokio::task::spawn_blocking(move || outputs::write_sidecar(&p, &sidecar))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                .map_err(|e| tracing::warn!(job = %id, error = %e, "could not write the sidecar"))
+                .ok();
         GenOutcome::Succeeded(vec![SavedOutput {
             path,
             kind: OutputKind::Video,

@@ -110,6 +110,9 @@ async fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .open(path)
         .await?;
     file.write_all(bytes).await?;
+    // tokio's File finishes writes in the background: only `flush` reports a failed one (a
+    // full disk); `sync_data` alone would report success for a file left empty.
+    file.flush().await?;
     file.sync_data().await
 }
 

@@ -1,0 +1,382 @@
+//! Fault drills against the real bot: ComfyUI restarted mid-job, its WebSocket dropped, a 429
+//! storm from Discord, gateway reconnect (op 7) and invalid session (op 9), a full outputs
+//! disk, a corrupt journal; plus the health and metrics endpoint that reports them.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tests::bot_harness::{button_ids, embed_title, BotUnderTest, HarnessOptions};
+use tests::fake_comfyui;
+use tests::fake_discord::{InteractionSpec, StoredMessage, GENERAL_CHANNEL_ID, USER_ID};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn has_result(m: &StoredMessage) -> bool {
+    !m.files.is_empty() && button_ids(m).iter().any(|b| b.starts_with("cc:reroll:"))
+}
+
+fn generate(prompt: &str) -> InteractionSpec {
+    InteractionSpec::command("generate")
+        .option("prompt", prompt)
+        .option("width", 64)
+        .option("height", 64)
+        .in_channel(GENERAL_CHANNEL_ID)
+        .by_user(USER_ID)
+}
+
+fn slow(step_ms: u64) -> fake_comfyui::FakeOptions {
+    fake_comfyui::FakeOptions {
+        step_delay: Duration::from_millis(step_ms),
+        ..fake_comfyui::FakeOptions::default()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("the endpoint answers");
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The value of an unlabelled or labelled sample in Prometheus text.
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in:\n{metrics}"))
+}
+
+async fn wait_healthy(base: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (code, body) = get(&format!("{base}/healthz")).await;
+        if code == 200 {
+            return serde_json::from_str(&body).unwrap();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never healthy: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn run_one(bot: &BotUnderTest, prompt: &str) -> StoredMessage {
+    let s = bot.discord.send_interaction(generate(prompt)).unwrap();
+    bot.wait_original(s.id, WAIT, has_result)
+        .await
+        .unwrap_or_else(|| panic!("{prompt}: a result\n{}", bot.transcript()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_report_the_bot() {
+    let port = free_port();
+    let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
+        config: json!({"health": {"listen": format!("127.0.0.1:{port}")}}),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let base = format!("http://127.0.0.1:{port}");
+    let health = wait_healthy(&base).await;
+    assert_eq!(health["gateway_connected"], true);
+    assert_eq!(health["journal_writable"], true);
+    assert_eq!(health["backends"][0]["healthy"], true, "{health}");
+    run_one(&bot, "counted").await;
+    let (code, metrics) = get(&format!("{base}/metrics")).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        sample(&metrics, "comfycord_jobs_total{event=\"delivered\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(&metrics, "comfycord_jobs_total{event=\"submitted\"}"),
+        1.0
+    );
+    assert!(sample(&metrics, "comfycord_ack_latency_seconds_count") >= 1.0);
+    assert!(
+        sample(
+            &metrics,
+            "comfycord_ack_latency_seconds_bucket{le=\"+Inf\"}"
+        ) >= 1.0
+    );
+    assert!(sample(&metrics, "comfycord_progress_edits_total") >= 1.0);
+    assert_eq!(sample(&metrics, "comfycord_queue_depth"), 0.0);
+    assert_eq!(
+        sample(&metrics, "comfycord_backend_inflight{backend=\"fake\"}"),
+        0.0
+    );
+    assert_eq!(sample(&metrics, "comfycord_gateway_connected"), 1.0);
+    // The Docker HEALTHCHECK path: `comfycord healthcheck` asks the same endpoint.
+    let ok = bot::health::check(format!("0.0.0.0:{port}").parse().unwrap()).await;
+    assert!(ok.is_ok(), "{ok:?}");
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn comfyui_restarted_mid_job_fails_the_job_clearly() {
+    let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
+        comfy: slow(200),
+        config: json!({"comfyui": {"give_up_after_secs": 3, "reconnect_max_delay_secs": 1}}),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let s = bot
+        .discord
+        .send_interaction(generate("interrupted").option("steps", 30))
+        .unwrap();
+    bot.wait_original(s.id, WAIT, |m| {
+        embed_title(m).is_some_and(|t| t.contains("Sampling"))
+    })
+    .await
+    .expect("running");
+    bot.comfy.restart().await;
+    let failed = bot
+        .wait_original(s.id, WAIT, |m| embed_title(m).as_deref() == Some("Failed"))
+        .await
+        .unwrap_or_else(|| panic!("the job ends as failed\n{}", bot.transcript()));
+    let text = failed.payload["embeds"][0]["description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!text.is_empty(), "a reason is given");
+    assert!(
+        button_ids(&failed).is_empty(),
+        "no Cancel left on a dead job"
+    );
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_comfyui_websocket_still_delivers() {
+    let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
+        comfy: slow(30),
+        ..HarnessOptions::default()
+    })
+    .await;
+    bot.comfy.faults().drop_ws_after_job_messages(4);
+    run_one(&bot, "through a reconnect").await;
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_from_discord_loses_no_result() {
+    let port = free_port();
+    let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
+        comfy: slow(100),
+        config: json!({"health": {"listen": format!("127.0.0.1:{port}")}}),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let s = bot
+        .discord
+        .send_interaction(generate("stormy").option("steps", 20))
+        .unwrap();
+    bot.wait_original(s.id, WAIT, |m| {
+        embed_title(m).is_some_and(|t| t.contains("Sampling"))
+    })
+    .await
+    .expect("running");
+    // Every request for a while is refused with 429.
+    bot.discord.faults().rate_limit_next(8, 0.2, false);
+    let r = bot
+        .wait_original(s.id, WAIT, has_result)
+        .await
+        .unwrap_or_else(|| panic!("the result arrives\n{}", bot.transcript()));
+    assert!(r.content().contains("stormy"));
+    let refused = bot
+        .discord
+        .requests()
+        .iter()
+        .filter(|r| r.status == 429)
+        .count();
+    assert!(refused >= 1, "the storm happened");
+    let (_, metrics) = get(&format!("http://127.0.0.1:{port}/metrics")).await;
+    assert!(sample(&metrics, "comfycord_discord_rate_limited_total") >= 1.0);
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_reconnect_and_invalid_session_are_survived() {
+    let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
+        ..HarnessOptions::default()
+    })
+    .await;
+    let identifies = |bot: &BotUnderTest, op: u64| {
+        bot.discord
+            .gateway_frames()
+            .iter()
+            .filter(|f| !f.from_fake && f.op == op)
+            .count()
+    };
+    let before = identifies(&bot, 2) + identifies(&bot, 6);
+    assert!(bot.discord.send_reconnect() > 0, "op 7 sent");
+    bot.discord
+        .wait_for_frame(
+            |f| !f.from_fake && (f.op == 6 || f.op == 2) && f.conn > 0,
+            WAIT,
+        )
+        .await
+        .expect("the bot resumes or identifies again");
+    run_one(&bot, "after op 7").await;
+    assert!(bot.discord.send_invalid_session(false) > 0, "op 9 sent");
+    // serenity waits 5 s between identifies; a new IDENTIFY must come.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while identifies(&bot, 2) + identifies(&bot, 6) < before + 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "re-identified after op 9"
+        );
+        bot.discord
+            .wait_for_frame(
+                |f| !f.from_fake && f.op == 2 && f.conn > 1,
+                Duration::from_millis(500),
+            )
+            .await;
+    }
+    bot.discord
+        .wait_for_session(WAIT)
+        .await
+        .expect("a live session again");
+    run_one(&bot, "after op 9").await;
+    bot.shutdown().await;
+}
+
+/// Unmounts (and removes) the drill's tmpfs even when the test fails.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_outputs_disk_fails_the_job_clearly_and_keeps_it() {
+    let dir = std::env::temp_dir().join(format!("comfycord-full-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .expect("mount runs");
+    assert!(
+        mounted.success(),
+        "this drill needs root to mount a 64 KiB tmpfs"
+    );
+    let _unmount = Unmount(dir.clone());
+    // Fill it until not even a one-byte file fits (tmpfs hands out whole pages).
+    std::fs::create_dir_all(dir.join("outputs")).unwrap();
+    let block = vec![0u8; 4096];
+    let mut full = false;
+    for i in 0..10_000 {
+        let mut f = match std::fs::File::create(dir.join(format!("filler{i}"))) {
+            Ok(f) => f,
+            Err(_) => {
+                full = true;
+                break;
+            }
+        };
+        while std::io::Write::write_all(&mut f, &block).is_ok() {}
+        if std::fs::write(dir.join("outputs/probe"), b"x").is_err() {
+            full = true;
+            break;
+        }
+        let _ = std::fs::remove_file(dir.join("outputs/probe"));
+    }
+    assert!(full, "the tmpfs filled up");
+    let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
+        config: json!({"outputs": {"dir": dir.join("outputs")}}),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let s = bot.discord.send_interaction(generate("no room")).unwrap();
+    let failed = bot
+        .wait_original(s.id, WAIT, |m| embed_title(m).as_deref() == Some("Failed"))
+        .await
+        .unwrap_or_else(|| {
+            let j = generators::SqliteJournal::open(&bot.dir.join("data/journal.sqlite3")).unwrap();
+            let r = generators::Journal::recent_for_owner(&j, USER_ID, 10, 0).unwrap();
+            panic!("failed\n{:?}\n{}", r[0].outputs, bot.transcript())
+        });
+    let reason = failed.payload["embeds"][0]["description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(reason.contains("no space left"), "{reason}");
+    // Not lost: the journal has it as failed, with its reason.
+    let journal = generators::SqliteJournal::open(&bot.dir.join("data/journal.sqlite3"));
+    bot.shutdown().await;
+    let journal = journal.expect("journal opens");
+    let records = generators::Journal::recent_for_owner(&journal, USER_ID, 10, 0).unwrap();
+    assert!(
+        matches!(&records[0].state, generators::JobState::Failed { reason } if reason.contains("no space left")),
+        "{:?}",
+        records[0].state
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_journal_stops_startup_and_is_left_untouched() {
+    let dir = std::env::temp_dir().join(format!(
+        "comfycord-corrupt-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let journal = data.join("journal.sqlite3");
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&journal, &garbage).unwrap();
+    let config = dir.join("config.json");
+    let workflows = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
+    std::fs::write(
+        &config,
+        json!({
+            "backends": [{"name": "x", "url": "http://127.0.0.1:9"}],
+            "workflows_dir": workflows,
+            "data_dir": data,
+            "discord": {"token": "t", "api_base": "http://127.0.0.1:9"},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let cfg = bot::config::Config::load_from(&config, &|_| None).unwrap();
+    let err = tokio::time::timeout(
+        WAIT,
+        bot::serve::serve(cfg, &config, std::future::pending()),
+    )
+    .await
+    .expect("returns at once")
+    .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("journal.sqlite3"), "names the file: {msg}");
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        garbage,
+        "never overwritten"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
