@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use tests::bot_harness::embed_title;
+use tests::bot_harness::{copy_workflows, embed_title};
 use tests::fake_comfyui::{FakeComfy, FakeOptions};
 use tests::fake_discord::{
     FakeDiscord, InteractionSpec, RecordedRequest, GENERAL_CHANNEL_ID, GUILD_ID,
@@ -25,16 +25,6 @@ use tests::fake_discord::{
 const BURSTS: [(usize, usize); 3] = [(1, 20), (50, 5), (200, 5)];
 const SEQUENTIAL_JOBS: usize = 20;
 const QUEUED_JOBS: usize = 1_000;
-/// The example models and the fake ComfyUI's stand-ins (as `bot_harness` does).
-const MODEL_STAND_INS: [(&str, &str); 3] = [
-    (
-        "v1-5-pruned-emaonly.safetensors",
-        "tiny_sd15_random.safetensors",
-    ),
-    ("RealESRGAN_x4plus.pth", "tiny_random_x4.safetensors"),
-    ("add_detail.safetensors", "tiny_random_lora.safetensors"),
-];
-
 /// A `comfycord` child with its own fakes; the child is killed (and its folder removed) when
 /// this is dropped, panics included, before the fakes stop.
 struct Stand {
@@ -91,22 +81,6 @@ fn bot_binary() -> PathBuf {
         std::process::exit(2);
     }
     bin
-}
-
-fn copy_workflows(into: &Path) {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
-    std::fs::create_dir_all(into).expect("workflows dir");
-    for entry in std::fs::read_dir(&src).expect("read workflows/") {
-        let path = entry.expect("entry").path();
-        if !path.is_file() {
-            continue;
-        }
-        let mut text = std::fs::read_to_string(&path).expect("read workflow");
-        for (from, to) in MODEL_STAND_INS {
-            text = text.replace(from, to);
-        }
-        std::fs::write(into.join(path.file_name().expect("name")), text).expect("copy workflow");
-    }
 }
 
 /// Fakes and a bot process; `step_delay` is the fake ComfyUI's time per sampler step.

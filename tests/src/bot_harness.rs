@@ -90,11 +90,14 @@ const MODEL_STAND_INS: [(&str, &str); 3] = [
 
 /// Copies the example workflows, pointed at the models the test server has, as an admin
 /// would edit them for their own models.
-fn copy_workflows(into: &Path) {
+pub fn copy_workflows(into: &Path) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
     std::fs::create_dir_all(into).expect("workflows dir");
     for entry in std::fs::read_dir(&src).expect("workflows") {
         let entry = entry.expect("entry");
+        if !entry.path().is_file() {
+            continue;
+        }
         let mut text = std::fs::read_to_string(entry.path()).expect("read workflow");
         for (from, to) in MODEL_STAND_INS {
             text = text.replace(from, to);
