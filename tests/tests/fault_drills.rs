@@ -380,3 +380,51 @@ async fn a_corrupt_journal_stops_startup_and_is_left_untouched() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_tells_waiting_users_and_the_next_start_resumes() {
+    let mut bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
+        config: json!({"discord": {"admin_users": [USER_ID]}}),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let pause = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::command("admin")
+                .option("pause", json!({"type": 1, "options": []}))
+                .in_channel(GENERAL_CHANNEL_ID)
+                .by_user(USER_ID),
+        )
+        .unwrap();
+    bot.wait_original(pause.id, WAIT, |m| m.content().contains("Queue paused"))
+        .await
+        .expect("paused");
+    let s = bot
+        .discord
+        .send_interaction(generate("held over a restart"))
+        .unwrap();
+    bot.wait_original(s.id, WAIT, |m| {
+        embed_title(m).as_deref() == Some("Queued: next up")
+    })
+    .await
+    .expect("queued");
+    bot.stop_bot().await.expect("clean stop");
+    let told = bot
+        .wait_original(s.id, WAIT, |m| {
+            embed_title(m).as_deref() == Some("Paused: restarting")
+        })
+        .await
+        .unwrap_or_else(|| panic!("the waiting user is told\n{}", bot.transcript()));
+    let text = told.payload["embeds"][0]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("keeps its place"), "{text}");
+    // The pause is not kept across restarts: the job runs and is delivered.
+    bot.start_bot().await;
+    bot.wait_original(s.id, WAIT, has_result)
+        .await
+        .unwrap_or_else(|| panic!("delivered after the restart\n{}", bot.transcript()));
+    bot.shutdown().await;
+}
