@@ -57,6 +57,18 @@ pub struct Config {
     /// The operator's HTTP endpoint.
     #[serde(default)]
     pub health: HealthSection,
+    /// `text` (default) or `json` (one object per line). Env: `COMFYCORD_LOG_FORMAT`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `health`: `/healthz` and `/metrics` (off unless `listen` is set).

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bot::config::{Config, DEFAULT_CONFIG_PATH};
+use bot::config::{Config, LogFormat, DEFAULT_CONFIG_PATH};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -52,9 +52,6 @@ enum Command {
     },
 }
 
-/// Selects the log format (`json` or the default text).
-const LOG_FORMAT_ENV: &str = "COMFYCORD_LOG_FORMAT";
-
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
@@ -64,9 +61,17 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("comfycord: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // COMFYCORD_LOG_FORMAT=json: one JSON object per line, spans (with the job id) included.
-    if std::env::var(LOG_FORMAT_ENV).is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+    // log_format json (COMFYCORD_LOG_FORMAT=json): one JSON object per line, spans (with the
+    // job id) included. Set up after the config, whose errors go to stderr as plain text.
+    if config.log_format == LogFormat::Json {
         tracing_subscriber::fmt()
             .json()
             .with_current_span(true)
@@ -80,13 +85,6 @@ fn main() -> ExitCode {
             .with_writer(std::io::stderr)
             .init();
     }
-    let config = match Config::load(&cli.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("comfycord: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

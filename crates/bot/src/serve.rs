@@ -119,30 +119,63 @@ pub fn start_engine(
     })
 }
 
-/// Prunes the outputs folder by count and age, if configured, until `cancel`.
+/// Downloaded inputs are kept this long when outputs have no age limit (Reroll needs them).
+const INPUTS_DEFAULT_MAX_AGE: Duration = Duration::from_secs(30 * 86_400);
+
+/// Removes files in `dir` last modified more than `max_age` before `now`; returns how many.
+pub fn prune_inputs(dir: &std::path::Path, max_age: Duration, now: SystemTime) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > max_age);
+        if old && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Prunes the outputs folder by count and age (if configured) and old downloaded inputs,
+/// hourly, until `cancel`.
 async fn retention_loop(config: Config, cancel: CancellationToken) {
     let keep = config.outputs.keep_count;
     let age = config
         .outputs
         .max_age_days
         .map(|d| Duration::from_secs(d * 86_400));
-    if keep.is_none() && age.is_none() {
-        return;
-    }
+    let inputs = config.data_dir.join("inputs");
     loop {
-        match generators::outputs::apply_retention(
-            &config.outputs.dir,
-            keep,
-            age,
+        if keep.is_some() || age.is_some() {
+            match generators::outputs::apply_retention(
+                &config.outputs.dir,
+                keep,
+                age,
+                SystemTime::now(),
+            ) {
+                Ok(r) if r.removed > 0 => {
+                    tracing::info!(removed = r.removed, kept = r.kept, "old outputs removed")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, dir = %config.outputs.dir.display(), "output retention failed")
+                }
+            }
+        }
+        let removed = prune_inputs(
+            &inputs,
+            age.unwrap_or(INPUTS_DEFAULT_MAX_AGE),
             SystemTime::now(),
-        ) {
-            Ok(r) if r.removed > 0 => {
-                tracing::info!(removed = r.removed, kept = r.kept, "old outputs removed")
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, dir = %config.outputs.dir.display(), "output retention failed")
-            }
+        );
+        if removed > 0 {
+            tracing::info!(removed, "old downloaded inputs removed");
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -211,4 +244,29 @@ pub async fn serve(
     tracker.wait().await;
     tracing::info!("stopped");
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_inputs_are_pruned_and_recent_ones_kept() {
+        let dir =
+            std::env::temp_dir().join(format!("comfycord-inputs-{:08x}", rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let now = SystemTime::now();
+        for (name, age_days) in [("old.png", 40u64), ("new.png", 1)] {
+            let f = std::fs::File::create(dir.join(name)).unwrap();
+            f.set_modified(now - Duration::from_secs(age_days * 86_400))
+                .unwrap();
+        }
+        assert_eq!(prune_inputs(&dir, INPUTS_DEFAULT_MAX_AGE, now), 1);
+        assert!(!dir.join("old.png").exists() && dir.join("new.png").exists());
+        assert_eq!(
+            prune_inputs(&dir.join("missing"), INPUTS_DEFAULT_MAX_AGE, now),
+            0
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
