@@ -125,27 +125,10 @@ async fn launch_from_command(
             }
         },
     };
-    if generators::cosmos::spec::CosmosKind::from_workflow(&name).is_some() {
-        let id = JobId::new();
-        let incoming: Vec<Incoming> = attachments.into_iter().map(Incoming::from).collect();
-        let images = match launch::fetch_inputs(&data, &id, &incoming, true).await {
-            Ok(i) => i,
-            Err(msg) => {
-                resp.fail(&http, &msg).await;
-                return Ok(());
-            }
-        };
-        let req = JobRequest {
-            workflow: name,
-            values,
-            aspect,
-            images,
-            parent: None,
-        };
-        launch::start_job(&data, &http, &resp, id, req).await;
-        return Ok(());
-    }
-    let Some(def) = catalog.get(&name) else {
+    // Cosmos jobs have no ComfyUI workflow: their rules live in the Cosmos backend.
+    let cosmos = generators::cosmos::spec::CosmosKind::from_workflow(&name).is_some();
+    let def = catalog.get(&name);
+    if def.is_none() && !cosmos {
         resp.fail(
             &http,
             &format!(
@@ -155,10 +138,10 @@ async fn launch_from_command(
         )
         .await;
         return Ok(());
-    };
+    }
     let id = JobId::new();
     let incoming: Vec<Incoming> = attachments.into_iter().map(Incoming::from).collect();
-    let allow_video = def.manifest.kind == WorkflowKind::Video;
+    let allow_video = cosmos || def.is_some_and(|d| d.manifest.kind == WorkflowKind::Video);
     let images = match launch::fetch_inputs(&data, &id, &incoming, allow_video).await {
         Ok(i) => i,
         Err(msg) => {
@@ -167,7 +150,9 @@ async fn launch_from_command(
         }
     };
     let mut values = values;
-    extra(def, &images, &mut values);
+    if let Some(def) = def {
+        extra(def, &images, &mut values);
+    }
     let req = JobRequest {
         workflow: name,
         values,

@@ -429,25 +429,17 @@ fn live_for<'a>(
     id: &JobId,
 ) -> Option<&'a mut Live> {
     if !live.contains_key(id) {
-        let mut prompt = None;
+        let record = data.journal.get(id).ok().flatten();
         if data.routes.get(id).is_none() {
             // A job from before a restart: its message is in the journal.
-            let record = data.journal.get(id).ok().flatten()?;
-            data.routes.insert(id.clone(), route_from_record(&record)?);
-            prompt = record
-                .spec
-                .values
-                .get("prompt")
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
-        } else if let Ok(Some(record)) = data.journal.get(id) {
-            prompt = record
-                .spec
-                .values
-                .get("prompt")
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
+            data.routes
+                .insert(id.clone(), route_from_record(record.as_ref()?)?);
         }
+        let prompt = record
+            .as_ref()
+            .and_then(|r| r.spec.values.get("prompt"))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
         let sink = DiscordSink {
             http: http.clone(),
             data: data.clone(),
