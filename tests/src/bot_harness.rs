@@ -10,7 +10,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::fake_comfyui::{self, FakeComfy};
-use crate::fake_discord::{self, FakeDiscord, StoredMessage, GUILD_ID};
+use crate::fake_discord::{
+    self, FakeDiscord, InteractionSpec, StoredMessage, GENERAL_CHANNEL_ID, GUILD_ID, USER_ID,
+};
 
 /// Start-up (gateway session and command registration) must finish within this.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -267,6 +269,39 @@ pub fn button_ids(m: &StoredMessage) -> Vec<String> {
         .flat_map(|row| row["components"].as_array().cloned().unwrap_or_default())
         .filter_map(|c| c["custom_id"].as_str().map(str::to_string))
         .collect()
+}
+
+/// A message that shows a finished job: output files (not a progress preview) and the
+/// result buttons.
+pub fn has_result(m: &StoredMessage) -> bool {
+    !m.files.is_empty()
+        && !m.files.iter().any(|f| f.filename.starts_with("preview"))
+        && button_ids(m).iter().any(|b| b.starts_with("cc:reroll:"))
+}
+
+/// Whether a job's message shows it sampling.
+pub fn is_sampling(m: &StoredMessage) -> bool {
+    embed_title(m).is_some_and(|t| t.contains("Sampling"))
+}
+
+/// `/generate` by the test user in the general channel, at 64×64 so that a real CPU ComfyUI
+/// (COMFYUI_URL) answers in seconds.
+pub fn generate(prompt: &str) -> InteractionSpec {
+    InteractionSpec::command("generate")
+        .option("prompt", prompt)
+        .option("width", 64)
+        .option("height", 64)
+        .in_channel(GENERAL_CHANNEL_ID)
+        .by_user(USER_ID)
+}
+
+/// A fake ComfyUI with previews that takes `step_ms` per sampler step.
+pub fn slow_comfy(step_ms: u64) -> fake_comfyui::FakeOptions {
+    fake_comfyui::FakeOptions {
+        previews: true,
+        step_delay: Duration::from_millis(step_ms),
+        ..fake_comfyui::FakeOptions::default()
+    }
 }
 
 /// The first embed's title, if any.

@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tests::bot_harness::{button_ids, embed_title, BotUnderTest, HarnessOptions};
+use tests::bot_harness::{
+    button_ids, embed_title, generate, has_result, is_sampling, slow_comfy, BotUnderTest,
+    HarnessOptions,
+};
 use tests::fake_comfyui::{self, tiny_png};
 use tests::fake_discord::{
     InteractionSpec, StoredMessage, GENERAL_CHANNEL_ID, NSFW_CHANNEL_ID, OTHER_USER_ID, USER_ID,
@@ -14,12 +17,6 @@ use tests::fake_discord::{
 const WAIT: Duration = Duration::from_secs(30);
 /// Discord's acknowledgement deadline.
 const ACK_DEADLINE: Duration = Duration::from_secs(3);
-
-fn has_result(m: &StoredMessage) -> bool {
-    !m.files.is_empty()
-        && !m.files.iter().any(|f| f.filename.starts_with("preview"))
-        && button_ids(m).iter().any(|b| b.starts_with("cc:reroll:"))
-}
 
 fn button(m: &StoredMessage, prefix: &str) -> String {
     button_ids(m)
@@ -64,24 +61,6 @@ async fn refusal(bot: &BotUnderTest, token: &str) -> String {
         "ephemeral: {json}"
     );
     json["content"].as_str().unwrap_or_default().to_string()
-}
-
-/// `/generate` at a small size, so a real CPU ComfyUI (COMFYUI_URL) answers in seconds.
-fn generate(prompt: &str) -> InteractionSpec {
-    InteractionSpec::command("generate")
-        .option("prompt", prompt)
-        .option("width", 64)
-        .option("height", 64)
-        .in_channel(GENERAL_CHANNEL_ID)
-        .by_user(USER_ID)
-}
-
-fn slow_comfy(step_ms: u64) -> fake_comfyui::FakeOptions {
-    fake_comfyui::FakeOptions {
-        previews: true,
-        step_delay: Duration::from_millis(step_ms),
-        ..fake_comfyui::FakeOptions::default()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,9 +341,7 @@ async fn cancel_button_stops_a_running_job() {
         .unwrap();
     ack(&bot, sent.id).await;
     let running = bot
-        .wait_original(sent.id, WAIT, |m| {
-            embed_title(m).is_some_and(|t| t.contains("Sampling"))
-        })
+        .wait_original(sent.id, WAIT, is_sampling)
         .await
         .expect("sampling shown");
     let click = bot
@@ -530,11 +507,9 @@ async fn a_restart_mid_job_delivers_the_result_once() {
         .send_interaction(generate("survives restarts").option("steps", 25))
         .unwrap();
     ack(&bot, sent.id).await;
-    bot.wait_original(sent.id, WAIT, |m| {
-        embed_title(m).is_some_and(|t| t.contains("Sampling"))
-    })
-    .await
-    .expect("running");
+    bot.wait_original(sent.id, WAIT, is_sampling)
+        .await
+        .expect("running");
     bot.stop_bot().await.expect("clean stop");
     bot.start_bot().await;
     let result = bot

@@ -6,31 +6,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tests::bot_harness::{button_ids, embed_title, BotUnderTest, HarnessOptions};
-use tests::fake_comfyui;
+use tests::bot_harness::{
+    button_ids, embed_title, generate, has_result, is_sampling, slow_comfy, BotUnderTest,
+    HarnessOptions,
+};
 use tests::fake_discord::{InteractionSpec, StoredMessage, GENERAL_CHANNEL_ID, USER_ID};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn has_result(m: &StoredMessage) -> bool {
-    !m.files.is_empty() && button_ids(m).iter().any(|b| b.starts_with("cc:reroll:"))
-}
-
-fn generate(prompt: &str) -> InteractionSpec {
-    InteractionSpec::command("generate")
-        .option("prompt", prompt)
-        .option("width", 64)
-        .option("height", 64)
-        .in_channel(GENERAL_CHANNEL_ID)
-        .by_user(USER_ID)
-}
-
-fn slow(step_ms: u64) -> fake_comfyui::FakeOptions {
-    fake_comfyui::FakeOptions {
-        step_delay: Duration::from_millis(step_ms),
-        ..fake_comfyui::FakeOptions::default()
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -130,7 +112,7 @@ async fn health_and_metrics_report_the_bot() {
 async fn comfyui_restarted_mid_job_fails_the_job_clearly() {
     let bot = BotUnderTest::start(HarnessOptions {
         fake_comfy_only: true,
-        comfy: slow(200),
+        comfy: slow_comfy(200),
         config: json!({"comfyui": {"give_up_after_secs": 3, "reconnect_max_delay_secs": 1}}),
         ..HarnessOptions::default()
     })
@@ -139,11 +121,9 @@ async fn comfyui_restarted_mid_job_fails_the_job_clearly() {
         .discord
         .send_interaction(generate("interrupted").option("steps", 30))
         .unwrap();
-    bot.wait_original(s.id, WAIT, |m| {
-        embed_title(m).is_some_and(|t| t.contains("Sampling"))
-    })
-    .await
-    .expect("running");
+    bot.wait_original(s.id, WAIT, is_sampling)
+        .await
+        .expect("running");
     bot.comfy.restart().await;
     let failed = bot
         .wait_original(s.id, WAIT, |m| embed_title(m).as_deref() == Some("Failed"))
@@ -165,7 +145,7 @@ async fn comfyui_restarted_mid_job_fails_the_job_clearly() {
 async fn a_dropped_comfyui_websocket_still_delivers() {
     let bot = BotUnderTest::start(HarnessOptions {
         fake_comfy_only: true,
-        comfy: slow(30),
+        comfy: slow_comfy(30),
         ..HarnessOptions::default()
     })
     .await;
@@ -179,7 +159,7 @@ async fn a_429_storm_from_discord_loses_no_result() {
     let port = free_port();
     let bot = BotUnderTest::start(HarnessOptions {
         fake_comfy_only: true,
-        comfy: slow(100),
+        comfy: slow_comfy(100),
         config: json!({"health": {"listen": format!("127.0.0.1:{port}")}}),
         ..HarnessOptions::default()
     })
@@ -188,11 +168,9 @@ async fn a_429_storm_from_discord_loses_no_result() {
         .discord
         .send_interaction(generate("stormy").option("steps", 20))
         .unwrap();
-    bot.wait_original(s.id, WAIT, |m| {
-        embed_title(m).is_some_and(|t| t.contains("Sampling"))
-    })
-    .await
-    .expect("running");
+    bot.wait_original(s.id, WAIT, is_sampling)
+        .await
+        .expect("running");
     // Every request for a while is refused with 429.
     bot.discord.faults().rate_limit_next(8, 0.2, false);
     let r = bot

@@ -29,6 +29,8 @@ use crate::serve::Engine;
 /// Internal errors of command handlers; users see a sentence with an id instead.
 pub type Error = anyhow::Error;
 
+/// Longest wait for each shutdown step (notices, gateway close, uploads in flight).
+const SHUTDOWN_STEP: std::time::Duration = std::time::Duration::from_secs(8);
 /// Shutdown notices sent to waiting users, at most (each is a Discord edit).
 const MAX_SHUTDOWN_NOTICES: usize = 50;
 
@@ -368,9 +370,20 @@ pub async fn run(
     data.stopping.store(true, Ordering::Relaxed);
     cancel.cancel();
     let _ = delivery.await;
-    tell_waiting_users(&data, &http).await;
-    shards.shutdown_all().await;
+    // Each step is bounded so a slow Discord cannot hold the process past a stop timeout.
+    if tokio::time::timeout(SHUTDOWN_STEP, tell_waiting_users(&data, &http))
+        .await
+        .is_err()
+    {
+        tracing::warn!("gave up telling waiting users about the restart");
+    }
+    let _ = tokio::time::timeout(SHUTDOWN_STEP, shards.shutdown_all()).await;
     tasks.close();
-    tasks.wait().await;
+    if tokio::time::timeout(SHUTDOWN_STEP, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("results still uploading at shutdown; they are delivered at the next start");
+    }
     result
 }
