@@ -213,26 +213,37 @@ async fn gateway_reconnect_and_invalid_session_are_survived() {
         )
         .await
         .expect("the bot resumes or identifies again");
-    run_one(&bot, "after op 7").await;
-    assert!(bot.discord.send_invalid_session(false) > 0, "op 9 sent");
-    // serenity waits 5 s between identifies; a new IDENTIFY must come.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while identifies(&bot, 2) + identifies(&bot, 6) < before + 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "re-identified after op 9"
-        );
-        bot.discord
-            .wait_for_frame(
-                |f| !f.from_fake && f.op == 2 && f.conn > 1,
-                Duration::from_millis(500),
-            )
-            .await;
-    }
+    // The new connection must be live (the fake answered RESUMED or READY on it) before an
+    // interaction can go out on it.
     bot.discord
-        .wait_for_session(WAIT)
+        .wait_for_frame(
+            |f| {
+                f.from_fake
+                    && f.conn > 0
+                    && matches!(f.t.as_deref(), Some("RESUMED") | Some("READY"))
+            },
+            WAIT,
+        )
         .await
-        .expect("a live session again");
+        .expect("a live session after op 7");
+    run_one(&bot, "after op 7").await;
+    let newest_conn = bot
+        .discord
+        .gateway_frames()
+        .iter()
+        .map(|f| f.conn)
+        .max()
+        .unwrap_or(0);
+    assert!(bot.discord.send_invalid_session(false) > 0, "op 9 sent");
+    // serenity waits 5 s between identifies, then identifies on a new connection: READY there.
+    bot.discord
+        .wait_for_frame(
+            |f| f.from_fake && f.conn > newest_conn && f.t.as_deref() == Some("READY"),
+            WAIT,
+        )
+        .await
+        .expect("re-identified after op 9");
+    assert!(identifies(&bot, 2) + identifies(&bot, 6) >= before + 2);
     run_one(&bot, "after op 9").await;
     bot.shutdown().await;
 }
