@@ -102,7 +102,7 @@ pub fn route_from_record(record: &JobRecord) -> Option<Route> {
 }
 
 /// One edit of a job's message, in either transport's terms.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MessageEdit {
     pub content: Option<String>,
     pub embeds: Option<Vec<CreateEmbed>>,
@@ -112,55 +112,37 @@ pub struct MessageEdit {
     pub clear_files: bool,
 }
 
-impl MessageEdit {
-    pub(super) fn into_token_edit(self) -> EditInteractionResponse {
-        let mut b = EditInteractionResponse::new().allowed_mentions(CreateAllowedMentions::new());
-        if let Some(c) = self.content {
+/// Applies a [`MessageEdit`] to either builder: they share these methods but no trait.
+macro_rules! apply_edit {
+    ($edit:expr, $builder:expr, $clear:ident) => {{
+        let edit = $edit;
+        let mut b = $builder.allowed_mentions(CreateAllowedMentions::new());
+        if let Some(c) = edit.content {
             b = b.content(c);
         }
-        if let Some(e) = self.embeds {
+        if let Some(e) = edit.embeds {
             b = b.embeds(e);
         }
-        if let Some(c) = self.components {
+        if let Some(c) = edit.components {
             b = b.components(c);
         }
-        if self.clear_files {
-            b = b.clear_attachments();
+        if edit.clear_files {
+            b = b.$clear();
         }
-        for f in self.files {
+        for f in edit.files {
             b = b.new_attachment(f);
         }
         b
+    }};
+}
+
+impl MessageEdit {
+    pub(super) fn into_token_edit(self) -> EditInteractionResponse {
+        apply_edit!(self, EditInteractionResponse::new(), clear_attachments)
     }
 
     fn into_channel_edit(self) -> EditMessage {
-        let mut b = EditMessage::new().allowed_mentions(CreateAllowedMentions::new());
-        if let Some(c) = self.content {
-            b = b.content(c);
-        }
-        if let Some(e) = self.embeds {
-            b = b.embeds(e);
-        }
-        if let Some(c) = self.components {
-            b = b.components(c);
-        }
-        if self.clear_files {
-            b = b.remove_all_attachments();
-        }
-        for f in self.files {
-            b = b.new_attachment(f);
-        }
-        b
-    }
-
-    fn cloned(&self) -> MessageEdit {
-        MessageEdit {
-            content: self.content.clone(),
-            embeds: self.embeds.clone(),
-            components: self.components.clone(),
-            files: self.files.clone(),
-            clear_files: self.clear_files,
-        }
+        apply_edit!(self, EditMessage::new(), remove_all_attachments)
     }
 }
 
@@ -190,7 +172,7 @@ pub async fn edit_job_message(
 ) -> Result<Message, serenity::Error> {
     if let Some((token, at)) = &route.token {
         if at.elapsed() < fresh_for {
-            let fallback = edit.cloned();
+            let fallback = edit.clone();
             match edit.into_token_edit().execute(http, token).await {
                 Ok(m) => return Ok(m),
                 Err(e) if token_is_dead(&e) && route.message.is_some() => {
@@ -268,7 +250,7 @@ async fn edit_with_retry(
     loop {
         // The route may have lost its token on an earlier attempt.
         let route = data.routes.get(id).unwrap_or_else(|| route.clone());
-        match edit_job_message(http, &data.routes, id, &route, fresh_for, edit.cloned()).await {
+        match edit_job_message(http, &data.routes, id, &route, fresh_for, edit.clone()).await {
             Err(e)
                 if matches!(discord_error(&e), Some((429, _)))
                     && attempt < MAX_RATE_LIMITED_ATTEMPTS =>
