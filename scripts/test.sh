@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/test-deps.sh
-cargo test --workspace --locked "$@"
+# --no-fail-fast: every test binary runs even when an earlier one fails; cargo still exits
+# non-zero if any test failed.
+cargo test --workspace --locked --no-fail-fast "$@"
