@@ -176,7 +176,9 @@ impl BotUnderTest {
     /// it is connected and has registered its commands.
     pub async fn start_bot(&mut self) {
         assert!(self.bot.is_none(), "the bot is already running");
-        let config = bot::config::Config::load_from(&self.config_path, &|_| None).expect("config");
+        let config =
+            bot::config::Config::load_from(&self.config_path, &bot::config::Environment::empty())
+                .expect("config");
         let since = std::time::Instant::now();
         let (tx, rx) = oneshot::channel::<()>();
         let path = self.config_path.clone();
@@ -225,6 +227,16 @@ impl BotUnderTest {
                 timeout,
             )
             .await
+    }
+
+    /// One user's jobs in the bot's journal, newest first (read beside the running bot).
+    pub fn jobs_of(&self, owner: u64) -> Vec<generators::JobRecord> {
+        use generators::Journal as _;
+        let journal = generators::SqliteJournal::open(&self.dir.join("data/journal.sqlite3"))
+            .expect("the bot's journal opens");
+        journal
+            .recent_for_owner(owner, 1000, 0)
+            .expect("the journal lists jobs")
     }
 
     /// A one-line-per-request summary of what the bot sent, for failure messages.

@@ -28,3 +28,23 @@ pub async fn run_job(mut job: Job, secs: u64) -> (Vec<JobEvent>, Outcome) {
     })
     .await
 }
+
+/// Polls `check` every 50 ms until it returns `Some`, failing the test with `what` (and the
+/// last thing `describe` says) after `secs`. For state that is read, not pushed: metrics,
+/// files, journal rows.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(last) if tokio::time::Instant::now() >= deadline => {
+                panic!("timed out after {secs}s: {what}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}

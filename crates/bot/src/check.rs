@@ -61,7 +61,10 @@ impl CheckReport {
                             let _ = writeln!(out, "  ✗ {workflow}: {p}");
                         }
                     }
-                    if b.problems.is_empty() {
+                    if self.workflows.is_empty() {
+                        // Nothing was checked, so nothing can be said to fit.
+                        let _ = writeln!(out, "  ✗ no workflow loaded, so nothing can run here");
+                    } else if b.problems.is_empty() {
                         let _ = writeln!(out, "  ✓ every workflow fits this backend");
                     }
                 }
@@ -147,5 +150,49 @@ async fn check_backend(
         url: url.to_string(),
         reachable: Ok(about),
         problems,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reachable(problems: Vec<(String, Vec<String>)>) -> BackendReport {
+        BackendReport {
+            name: "gpu".into(),
+            url: "http://127.0.0.1:8188".into(),
+            reachable: Ok("ComfyUI 0.3.64".into()),
+            problems,
+        }
+    }
+
+    #[test]
+    fn no_workflows_means_nothing_fits() {
+        let report = CheckReport {
+            workflows: Vec::new(),
+            catalog_errors: vec!["cannot read the workflows folder ./nowhere".into()],
+            backends: vec![reachable(Vec::new())],
+        };
+        let text = report.render();
+        assert!(!report.ok());
+        assert!(!text.contains('✓'), "{text}");
+        assert!(
+            text.contains("no workflow loaded, so nothing can run here"),
+            "{text}"
+        );
+        assert!(text.ends_with("check FAILED\n"), "{text}");
+    }
+
+    #[test]
+    fn a_clean_report_says_every_workflow_fits() {
+        let report = CheckReport {
+            workflows: vec!["txt2img".into()],
+            catalog_errors: Vec::new(),
+            backends: vec![reachable(Vec::new())],
+        };
+        assert!(report.ok());
+        assert!(report
+            .render()
+            .contains("✓ every workflow fits this backend"));
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use core_comfyui::ClientConfig;
-use figment::providers::{Env, Format, Json, Serialized};
+use figment::providers::{Format, Json, Serialized};
 use figment::Figment;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -60,6 +60,9 @@ pub struct Config {
     /// `text` (default) or `json` (one object per line). Env: `COMFYCORD_LOG_FORMAT`.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// `COMFYCORD_*` variables that name no config key: ignored, and logged at start.
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
 }
 
 /// How log lines are written.
@@ -373,44 +376,239 @@ impl fmt::Display for Config {
     }
 }
 
+/// Names the `COMFYCORD_*` provider in figment's errors ("config key `a.b` (from …)").
+const ENV_SOURCE: &str = "`COMFYCORD_` environment variable(s)";
+
+/// The environment variables a config is read with: the process's, or a test's.
+#[derive(Clone, Default)]
+pub struct Environment {
+    vars: Vec<(String, String)>,
+}
+
+/// Names only: values may be secrets (`DISCORD_TOKEN`).
+impl fmt::Debug for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.vars.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+impl Environment {
+    /// The process environment (variables that are not valid UTF-8 are skipped).
+    pub fn process() -> Environment {
+        Environment {
+            vars: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
+    }
+
+    /// No variables at all.
+    pub fn empty() -> Environment {
+        Environment::default()
+    }
+
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Environment {
+        Environment {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.trim().is_empty())
+            .map(str::trim)
+    }
+
+    /// `COMFYCORD_A__B_C=v` as (variable name, config key `a.b_c`, value).
+    fn config_vars(&self) -> Vec<EnvVar> {
+        self.vars
+            .iter()
+            .filter_map(|(name, value)| {
+                let rest = name
+                    .get(..ENV_PREFIX.len())
+                    .filter(|p| p.eq_ignore_ascii_case(ENV_PREFIX))
+                    .map(|_| &name[ENV_PREFIX.len()..])?;
+                let key: Vec<String> = rest
+                    .split("__")
+                    .map(|part| part.trim().to_ascii_lowercase())
+                    .collect();
+                if key.iter().any(String::is_empty) {
+                    return None;
+                }
+                Some(EnvVar {
+                    name: name.clone(),
+                    key: key.join("."),
+                    value: value.trim().to_string(),
+                    raw: false,
+                })
+            })
+            .collect()
+    }
+}
+
+/// One `COMFYCORD_*` variable on its way into the config.
+#[derive(Clone)]
+struct EnvVar {
+    name: String,
+    /// Dotted config key, e.g. `discord.token`.
+    key: String,
+    value: String,
+    /// Kept as text instead of parsed (`12345` for a string key stays `"12345"`).
+    raw: bool,
+}
+
+/// The `COMFYCORD_*` variables as figment data. Values are parsed as figment parses env
+/// values (numbers, booleans, `[..]` lists, `{..}` maps), except those marked `raw`.
+struct EnvProvider(Vec<EnvVar>);
+
+impl figment::Provider for EnvProvider {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(ENV_SOURCE)
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut figment = Figment::new();
+        for v in &self.0 {
+            let value = if v.raw {
+                figment::value::Value::from(v.value.clone())
+            } else {
+                v.value
+                    .parse::<figment::value::Value>()
+                    .unwrap_or_else(|never| match never {})
+            };
+            figment = figment.merge(Serialized::default(&v.key, value));
+        }
+        figment.data()
+    }
+}
+
+/// Whether `key` is `prefix` or nested under it.
+fn key_within(key: &str, prefix: &str) -> bool {
+    prefix.is_empty()
+        || key == prefix
+        || key
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
 impl Config {
     /// Reads `path` (optional when absent and `path` is the default) and the environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Self::load_from(path, &|k| std::env::var(k).ok())
+        Self::load_from(path, &Environment::process())
     }
 
-    /// Like [`Config::load`] with a custom environment (tests).
-    pub fn load_from(
-        path: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
+    /// Like [`Config::load`] with a given environment (tests). The file is read from exactly
+    /// `path`; no parent folder is searched.
+    ///
+    /// `COMFYCORD_*` variables that name no config key are ignored (a Kubernetes service
+    /// called `comfycord` injects `COMFYCORD_PORT`, …) and listed in `ignored_env`; one whose
+    /// value parses as a number or boolean where the key wants text is taken as text.
+    pub fn load_from(path: &Path, env: &Environment) -> Result<Config, ConfigError> {
         let explicit = path != Path::new(DEFAULT_CONFIG_PATH);
-        if !path.exists() && explicit {
-            return Err(ConfigError::File {
-                path: path.to_path_buf(),
-                reason: "no such file".into(),
-            });
+        let file = match (path.is_file(), path.exists(), explicit) {
+            (true, _, _) => Some(path),
+            (false, true, _) => {
+                return Err(ConfigError::File {
+                    path: path.to_path_buf(),
+                    reason: "not a file".into(),
+                })
+            }
+            (false, false, true) => {
+                return Err(ConfigError::File {
+                    path: path.to_path_buf(),
+                    reason: "no such file".into(),
+                })
+            }
+            (false, false, false) => None,
+        };
+        let mut vars = env.config_vars();
+        let mut ignored = Vec::new();
+        // Each round settles at least one variable (dropped or made raw), so this ends.
+        for _ in 0..=2 * vars.len() {
+            let mut figment = Figment::new();
+            if let Some(file) = &file {
+                figment = figment.merge(Json::file_exact(file));
+            }
+            figment = figment.merge(EnvProvider(vars.clone()));
+            if let Some(token) = env.get("DISCORD_TOKEN") {
+                figment = figment.merge(Serialized::default("discord.token", token));
+            }
+            if let Some(base) = env.get("DISCORD_API_BASE") {
+                figment = figment.merge(Serialized::default("discord.api_base", base));
+            }
+            if let Some(url) = env.get("COMFYUI_URL") {
+                figment = figment.merge(Serialized::default(
+                    "backends",
+                    vec![serde_json::json!({"name": "default", "url": url, "max_inflight": 1})],
+                ));
+            }
+            let errors = match figment.extract::<Config>() {
+                Ok(mut config) => {
+                    config.validate()?;
+                    ignored.sort();
+                    config.ignored_env = ignored;
+                    return Ok(config);
+                }
+                Err(e) => e,
+            };
+            let mut settled = false;
+            for e in errors.clone() {
+                match &e.kind {
+                    figment::error::Kind::UnknownField(field, _) => {
+                        // figment's path usually ends with the field already.
+                        let mut key = e.path.clone();
+                        if key.last() != Some(field) {
+                            key.push(field.clone());
+                        }
+                        let key = key.join(".");
+                        let before = vars.len();
+                        vars.retain(|v| {
+                            let unknown = key_within(&v.key, &key);
+                            if unknown {
+                                ignored.push(v.name.clone());
+                            }
+                            !unknown
+                        });
+                        settled |= vars.len() != before;
+                    }
+                    figment::error::Kind::InvalidType(actual, _)
+                        if !matches!(actual, figment::error::Actual::Str(_)) =>
+                    {
+                        let key = e.path.join(".");
+                        for v in vars.iter_mut().filter(|v| v.key == key && !v.raw) {
+                            v.raw = true;
+                            settled = true;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if !settled {
+                return Err(ConfigError::Invalid(
+                    errors
+                        .into_iter()
+                        .map(|e| {
+                            let key = e.path.join(".");
+                            let var = vars.iter().find(|v| v.key == key).map(|v| v.name.as_str());
+                            describe_figment_error(&e, var)
+                        })
+                        .collect(),
+                ));
+            }
         }
-        let mut figment = Figment::new()
-            .merge(Json::file(path))
-            .merge(Env::prefixed(ENV_PREFIX).split("__"));
-        if let Some(token) = env("DISCORD_TOKEN").filter(|t| !t.trim().is_empty()) {
-            figment = figment.merge(Serialized::default("discord.token", token.trim()));
-        }
-        if let Some(base) = env("DISCORD_API_BASE").filter(|t| !t.trim().is_empty()) {
-            figment = figment.merge(Serialized::default("discord.api_base", base.trim()));
-        }
-        if let Some(url) = env("COMFYUI_URL").filter(|u| !u.trim().is_empty()) {
-            figment = figment.merge(Serialized::default(
-                "backends",
-                vec![serde_json::json!({"name": "default", "url": url.trim(), "max_inflight": 1})],
-            ));
-        }
-        let config: Config = figment.extract().map_err(|e| {
-            ConfigError::Invalid(e.into_iter().map(|e| describe_figment_error(&e)).collect())
-        })?;
-        config.validate()?;
-        Ok(config)
+        unreachable!("every round settles a variable or returns")
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -667,13 +865,17 @@ fn russh_key_ok(line: &str) -> Result<(), String> {
 }
 
 /// "config key `a.b` (from config.json): invalid type: found string \"x\", expected u64".
-fn describe_figment_error(e: &figment::Error) -> String {
+/// `variable`: the environment variable that set the key, when one did.
+fn describe_figment_error(e: &figment::Error, variable: Option<&str>) -> String {
     let key = e.path.join(".");
-    let source = e
-        .metadata
-        .as_ref()
-        .map(|m| format!(" (from {})", m.name))
-        .unwrap_or_default();
+    let source = match variable {
+        Some(v) => format!(" (from the environment variable {v})"),
+        None => e
+            .metadata
+            .as_ref()
+            .map(|m| format!(" (from {})", m.name))
+            .unwrap_or_default(),
+    };
     let what = match &e.kind {
         figment::error::Kind::UnknownField(field, expected) => format!(
             "unknown key `{field}`; known keys here: {}",
@@ -694,7 +896,6 @@ fn describe_figment_error(e: &figment::Error) -> String {
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
-    use std::collections::HashMap;
 
     /// Runs inside a figment Jail: a temp working directory and a lock shared by every test
     /// that touches the process environment, so parallel tests cannot see each other's vars.
@@ -702,11 +903,7 @@ mod tests {
         let mut out = Err(String::new());
         figment::Jail::expect_with(|jail| {
             jail.create_file("c.json", text)?;
-            let env: HashMap<String, String> = env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            out = Config::load_from(Path::new("c.json"), &|k| env.get(k).cloned())
+            out = Config::load_from(Path::new("c.json"), &Environment::from_pairs(env.to_vec()))
                 .map_err(|e| e.to_string());
             Ok(())
         });
@@ -778,14 +975,129 @@ mod tests {
                 "config.json",
                 r#"{"backends": [{"name": "a", "url": "http://a:1"}]}"#,
             )?;
-            jail.set_env("COMFYCORD_COMFYUI__REQUEST_TIMEOUT_SECS", "90");
-            jail.set_env("COMFYCORD_WORKFLOWS_DIR", "/srv/flows");
-            let c = Config::load_from(Path::new(DEFAULT_CONFIG_PATH), &|_| None)
+            let env = Environment::from_pairs([
+                ("COMFYCORD_COMFYUI__REQUEST_TIMEOUT_SECS", "90"),
+                ("COMFYCORD_WORKFLOWS_DIR", "/srv/flows"),
+            ]);
+            let c = Config::load_from(Path::new(DEFAULT_CONFIG_PATH), &env)
                 .map_err(|e| e.to_string())?;
             assert_eq!(c.comfyui.request_timeout_secs, 90);
             assert_eq!(c.workflows_dir, PathBuf::from("/srv/flows"));
+            assert!(c.ignored_env.is_empty());
             Ok(())
         });
+    }
+
+    #[test]
+    fn unknown_env_vars_are_ignored_and_listed() {
+        // What Kubernetes injects for a service named `comfycord`, plus a typo'd nested key.
+        let c = load(
+            r#"{"backends": [{"name": "a", "url": "http://a:1"}]}"#,
+            &[
+                ("COMFYCORD_PORT", "tcp://10.0.0.7:9100"),
+                ("COMFYCORD_PORT_9100_TCP_ADDR", "10.0.0.7"),
+                ("COMFYCORD_SERVICE_HOST", "10.0.0.7"),
+                ("COMFYCORD_DISCORD__COLOUR", "blue"),
+                ("COMFYCORD_LIMITS__USER_BURST", "9"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.limits.user_burst, 9);
+        assert_eq!(
+            c.ignored_env,
+            vec![
+                "COMFYCORD_DISCORD__COLOUR",
+                "COMFYCORD_PORT",
+                "COMFYCORD_PORT_9100_TCP_ADDR",
+                "COMFYCORD_SERVICE_HOST"
+            ]
+        );
+        // An unknown key in the file is still an error: a typo there is the admin's.
+        let e = load(
+            r#"{"backends": [{"name": "a", "url": "http://a:1"}], "colour": 1}"#,
+            &[("COMFYCORD_PORT", "tcp://10.0.0.7:9100")],
+        )
+        .unwrap_err();
+        assert!(e.contains("unknown key `colour`"), "{e}");
+        // A known key with a wrong value from the environment is still an error.
+        let e = load(
+            r#"{"backends": [{"name": "a", "url": "http://a:1"}]}"#,
+            &[("COMFYCORD_LIMITS__USER_BURST", "lots")],
+        )
+        .unwrap_err();
+        assert!(
+            e.contains(
+                "`limits.user_burst` (from the environment variable COMFYCORD_LIMITS__USER_BURST)"
+            ) && e.contains("lots"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn text_keys_keep_numeric_looking_values_as_text() {
+        let c = load(
+            r#"{"backends": [{"name": "a", "url": "http://a:1"}]}"#,
+            &[
+                ("COMFYCORD_DISCORD__TOKEN", "12345"),
+                ("COMFYCORD_DATA_DIR", "2024"),
+                ("COMFYCORD_DISCORD__REGISTER_IN_GUILD", "77"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.discord.token.as_ref().unwrap().expose_secret(), "12345");
+        assert_eq!(c.data_dir, PathBuf::from("2024"));
+        assert_eq!(c.discord.register_in_guild, Some(77));
+    }
+
+    #[test]
+    fn the_config_path_is_exact() {
+        figment::Jail::expect_with(|jail| {
+            // A config.json in the parent folder must not be picked up.
+            jail.create_file(
+                "config.json",
+                r#"{"backends": [{"name": "parent", "url": "http://a:1"}]}"#,
+            )?;
+            jail.change_dir(jail.create_dir("sub")?)?;
+            let e = Config::load_from(Path::new("./config.json"), &Environment::empty())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("no such file"), "{e}");
+            // The default path is optional, but only here: no parent's file, so no backend.
+            let e = Config::load_from(Path::new(DEFAULT_CONFIG_PATH), &Environment::empty())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("`backends`"), "{e}");
+            // Env alone is enough (a container with no config file).
+            let c = Config::load_from(
+                Path::new(DEFAULT_CONFIG_PATH),
+                &Environment::from_pairs([
+                    ("COMFYUI_URL", "http://10.0.0.5:8188"),
+                    ("DISCORD_TOKEN", "t"),
+                ]),
+            )
+            .map_err(|e| e.to_string())?;
+            assert_eq!(c.backends[0].url, "http://10.0.0.5:8188");
+            let c = Config::load_from(
+                Path::new(DEFAULT_CONFIG_PATH),
+                &Environment::from_pairs([(
+                    "COMFYCORD_BACKENDS",
+                    r#"[{name="gpu",url="http://10.0.0.6:8188"}]"#,
+                )]),
+            )
+            .map_err(|e| e.to_string())?;
+            assert_eq!(c.backends[0].name, "gpu");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn environment_debug_shows_names_only() {
+        let env = Environment::from_pairs([("DISCORD_TOKEN", "sekrit-token")]);
+        let debug = format!("{env:?}");
+        assert!(
+            debug.contains("DISCORD_TOKEN") && !debug.contains("sekrit"),
+            "{debug}"
+        );
     }
 
     #[test]
@@ -837,7 +1149,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.limits().max_pending_per_user, 7);
         assert_eq!(c.attachment_rules().max_bytes, 8 * 1024 * 1024);
-        let missing = Config::load_from(Path::new("/nonexistent/c.json"), &|_| None).unwrap_err();
+        let missing =
+            Config::load_from(Path::new("/nonexistent/c.json"), &Environment::empty()).unwrap_err();
         assert!(missing.to_string().contains("no such file"));
     }
 }

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use bot::config::{Config, LogFormat, DEFAULT_CONFIG_PATH};
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -68,22 +67,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // log_format json (COMFYCORD_LOG_FORMAT=json): one JSON object per line, spans (with the
-    // job id) included. Set up after the config, whose errors go to stderr as plain text.
-    if config.log_format == LogFormat::Json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init();
-    } else {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init();
+    // Set up after the config, whose errors go to stderr as plain text.
+    bot::logging::init(match config.log_format {
+        LogFormat::Json => bot::logging::Format::Json,
+        LogFormat::Text => bot::logging::Format::Text,
+    });
+    for name in &config.ignored_env {
+        tracing::warn!(variable = %name, "ignoring an environment variable that names no config key");
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -24,6 +24,8 @@ use crate::journal::{Journal, JournalError};
 /// Notices queued for the front-end before the actor waits for it to catch up.
 const NOTICE_BUFFER: usize = 4096;
 const COMMAND_BUFFER: usize = 256;
+/// Journal meta key: "1" while an admin has paused dispatching.
+const PAUSED_KEY: &str = "scheduler_paused";
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]
@@ -250,6 +252,13 @@ impl Scheduler {
         let (notice_tx, notice_rx) = mpsc::channel(NOTICE_BUFFER);
         let (internal_tx, internal_rx) = mpsc::channel(NOTICE_BUFFER);
         let restored = journal.unfinished()?;
+        // An admin's pause outlives a restart.
+        let paused = journal.meta_get(PAUSED_KEY)?.as_deref() == Some("1");
+        if paused {
+            tracing::warn!(
+                "dispatching is paused (by an admin before the restart); /admin resume starts it"
+            );
+        }
         for (index, gen) in backends.iter().enumerate() {
             tracker.spawn(health_loop(
                 index,
@@ -286,7 +295,7 @@ impl Scheduler {
             notices: notice_tx,
             internal: internal_tx,
             tracker: tracker.clone(),
-            paused: false,
+            paused,
         };
         actor.restore(restored);
         tracker.spawn(actor.run(cmd_rx, internal_rx, cancel));
@@ -652,7 +661,11 @@ impl Actor {
                 out.extend(waiting);
                 let _ = reply.send(out);
             }
-            Command::Pause(p) => self.paused = p,
+            Command::Pause(p) => {
+                self.paused = p;
+                let value = if p { "1" } else { "0" };
+                self.journal_log("pause", self.journal.meta_set(PAUSED_KEY, value));
+            }
             Command::Clear { reply } => {
                 let ids: Vec<JobId> = self.queue.iter().map(|(_, id)| id.clone()).collect();
                 for id in &ids {

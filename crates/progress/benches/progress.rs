@@ -25,7 +25,7 @@ fn updates() -> Vec<Update> {
     let mut out = Vec::with_capacity(EVENTS as usize);
     let mut step = 0u32;
     while out.len() < EVENTS as usize {
-        if step % 100 == 0 {
+        if step.is_multiple_of(100) {
             out.push(Update::NodeStarted { node: "3".into() });
         }
         step += 1;
@@ -34,7 +34,7 @@ fn updates() -> Vec<Update> {
             value: f64::from(step % 100 + 1),
             max: 100.0,
         });
-        if step % 10 == 0 {
+        if step.is_multiple_of(10) {
             out.push(Update::Preview {
                 image: preview.clone(),
                 mime: "image/jpeg",

@@ -179,6 +179,15 @@ pub struct SentInteraction {
     pub payload: Value,
 }
 
+/// A token shaped like Discord's: base64 of `interaction:<id>:<secret>`.
+fn interaction_token(id: u64) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+        "interaction:{id}:{}",
+        uuid::Uuid::new_v4().simple()
+    ))
+}
+
 pub(crate) enum Outgoing {
     Text(String),
     Close(u16, String),
@@ -452,12 +461,23 @@ impl FakeDiscord {
     /// Sends INTERACTION_CREATE for `spec` on the newest identified gateway connection and
     /// registers the interaction (its id and token) for the callback and webhook routes.
     pub fn send_interaction(&self, spec: InteractionSpec) -> Result<SentInteraction, String> {
+        self.send_interaction_with(spec, |_| {})
+    }
+
+    /// Like [`FakeDiscord::send_interaction`], with the INTERACTION_CREATE `d` changed by
+    /// `mangle` before it is sent: a malformed interaction (no `data`, `options` not a list, an
+    /// unknown type, no `member` or `user`) that the fake still answers callbacks for.
+    pub fn send_interaction_with(
+        &self,
+        spec: InteractionSpec,
+        mangle: impl FnOnce(&mut Value),
+    ) -> Result<SentInteraction, String> {
         let mut g = self.shared.lock();
         let conn = g
             .live_conn()
             .ok_or("no identified gateway connection to send the interaction on")?;
         let id = g.next_id();
-        let token = format!("itok-{}-{}", id, uuid::Uuid::new_v4().simple());
+        let token = interaction_token(id);
         let command_id = g.next_id();
         let attachment_ids: Vec<u64> = spec.attachments.iter().map(|_| g.next_id()).collect();
         let mut component_message = None;
@@ -497,7 +517,7 @@ impl FakeDiscord {
             }
             _ => None,
         };
-        let payload = fixtures::interaction(
+        let mut payload = fixtures::interaction(
             &spec,
             id,
             &token,
@@ -507,6 +527,7 @@ impl FakeDiscord {
             self.shared.opts.attachment_size_limit,
             &self.shared.rest_url,
         );
+        mangle(&mut payload);
         for (a, aid) in spec.attachments.iter().zip(&attachment_ids) {
             g.blobs.insert(
                 *aid,

@@ -27,7 +27,7 @@ fn config(url: &str, workflows_dir: &Path) -> Config {
         "comfyui": {"connect_timeout_secs": 2, "request_timeout_secs": 5}
     });
     std::fs::write(&path, text.to_string()).unwrap();
-    Config::load_from(&path, &|_| None).expect("valid config")
+    Config::load_from(&path, &bot::config::Environment::empty()).expect("valid config")
 }
 
 #[tokio::test]

@@ -39,7 +39,7 @@ fn config(url: &str) -> Config {
             .to_string(),
     )
     .unwrap();
-    Config::load_from(&path, &|_| None).unwrap()
+    Config::load_from(&path, &bot::config::Environment::empty()).unwrap()
 }
 
 fn args(workflow: &str, out: &Path) -> RunArgs {

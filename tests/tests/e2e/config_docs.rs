@@ -44,7 +44,7 @@ fn accepted_keys() -> BTreeSet<String> {
         }
         let path = dir.join("c.json");
         std::fs::write(&path, probe.to_string()).unwrap();
-        let err = bot::config::Config::load_from(&path, &|_| None)
+        let err = bot::config::Config::load_from(&path, &bot::config::Environment::empty())
             .expect_err("zzz is unknown")
             .to_string();
         let list = err

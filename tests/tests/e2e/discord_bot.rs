@@ -1000,3 +1000,124 @@ async fn a_video_over_the_upload_limit_is_kept_and_reported_with_its_size() {
     assert_eq!(saved.len(), 1, "the video is kept on the server");
     bot.shutdown().await;
 }
+
+/// The ephemeral message an interaction was answered with directly (callback type 4).
+async fn direct_answer(bot: &BotUnderTest, id: u64) -> String {
+    let r = bot
+        .discord
+        .wait_for_request(|r| r.is_callback_for(id), WAIT)
+        .await
+        .unwrap_or_else(|| panic!("interaction {id} is answered\n{}", bot.transcript()));
+    assert_eq!(r.status, 204, "callback accepted: {r:?}");
+    let json = r.json.expect("json");
+    assert_eq!(json["type"], 4, "a message, not a defer: {json}");
+    assert_eq!(
+        json["data"]["flags"].as_u64().unwrap_or(0) & 64,
+        64,
+        "ephemeral: {json}"
+    );
+    json["data"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_interactions_get_an_answer_and_the_bot_stays_up() {
+    let bot = BotUnderTest::start(HarnessOptions::default()).await;
+    // Parsed by serenity, but no command of ours matches.
+    let s = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::command("frobnicate")
+                .in_channel(GENERAL_CHANNEL_ID)
+                .by_user(USER_ID),
+        )
+        .unwrap();
+    let text = direct_answer(&bot, s.id).await;
+    assert!(text.contains("no /frobnicate command"), "{text}");
+    // A required option missing.
+    let s = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::command("generate")
+                .option("steps", 5)
+                .in_channel(GENERAL_CHANNEL_ID)
+                .by_user(USER_ID),
+        )
+        .unwrap();
+    let text = direct_answer(&bot, s.id).await;
+    assert!(text.contains("does not match the command"), "{text}");
+    // An option of the wrong type (text where steps is a number).
+    let s = bot
+        .discord
+        .send_interaction(generate("x").option("steps", "many"))
+        .unwrap();
+    let text = direct_answer(&bot, s.id).await;
+    assert!(
+        text.contains("does not match the command") || text.contains("could not be read"),
+        "{text}"
+    );
+    // Payloads serenity cannot parse at all: it drops them, the bot still answers.
+    type Mangle = fn(&mut Value);
+    let unparseable: [(&str, Mangle); 4] = [
+        ("no data", |d| {
+            d.as_object_mut().unwrap().remove("data");
+        }),
+        ("options not a list", |d| {
+            d["data"]["options"] = json!("steps=5")
+        }),
+        ("an integer option holding text", |d| {
+            d["data"]["options"] = json!([{"name": "steps", "type": 4, "value": "many"}])
+        }),
+        ("an unknown interaction type", |d| d["type"] = json!(99)),
+    ];
+    for (what, mangle) in unparseable {
+        let s = bot
+            .discord
+            .send_interaction_with(generate(what), mangle)
+            .unwrap();
+        let text = direct_answer(&bot, s.id).await;
+        assert!(text.contains("cannot read"), "{what}: {text}");
+    }
+    // Neither member nor user: refused, never queued.
+    let s = bot
+        .discord
+        .send_interaction_with(generate("nobody"), |d| {
+            let d = d.as_object_mut().unwrap();
+            d.remove("member");
+            d.remove("user");
+        })
+        .unwrap();
+    let text = direct_answer(&bot, s.id).await;
+    assert!(text.contains("did not say who sent"), "{text}");
+    // The same for a button.
+    let s = bot
+        .discord
+        .send_interaction_with(
+            InteractionSpec::button("cc:reroll:0000000000000001", None)
+                .in_channel(GENERAL_CHANNEL_ID)
+                .by_user(USER_ID),
+            |d| {
+                let d = d.as_object_mut().unwrap();
+                d.remove("member");
+                d.remove("user");
+            },
+        )
+        .unwrap();
+    let text = direct_answer(&bot, s.id).await;
+    assert!(text.contains("did not say who sent"), "{text}");
+    // Still up, and nothing above was queued: the next job is the first the backend sees.
+    let s = bot
+        .discord
+        .send_interaction(generate("still here"))
+        .unwrap();
+    bot.wait_original(s.id, WAIT, has_result)
+        .await
+        .unwrap_or_else(|| panic!("a normal job still runs\n{}", bot.transcript()));
+    let mine = bot.jobs_of(USER_ID);
+    assert_eq!(mine.len(), 1, "only the last job was queued: {mine:?}");
+    // serenity's stand-in user for "no user" is id 1: nothing may be queued for it.
+    assert!(bot.jobs_of(1).is_empty());
+    bot.shutdown().await;
+}

@@ -11,6 +11,7 @@ use tests::bot_harness::{
     HarnessOptions,
 };
 use tests::fake_discord::{InteractionSpec, StoredMessage, GENERAL_CHANNEL_ID, USER_ID};
+use tests::support::eventually;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -32,13 +33,17 @@ async fn get(url: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
-/// The value of an unlabelled or labelled sample in Prometheus text.
-fn sample(metrics: &str, name: &str) -> f64 {
+/// The value of an unlabelled or labelled sample in Prometheus text, if present.
+fn metrics_sample(metrics: &str, name: &str) -> Option<f64> {
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} in:\n{metrics}"))
+}
+
+/// Like [`metrics_sample`], failing the test when the sample is missing.
+fn sample(metrics: &str, name: &str) -> f64 {
+    metrics_sample(metrics, name).unwrap_or_else(|| panic!("{name} in:\n{metrics}"))
 }
 
 async fn wait_healthy(base: &str) -> Value {
@@ -78,12 +83,19 @@ async fn health_and_metrics_report_the_bot() {
     assert_eq!(health["journal_writable"], true);
     assert_eq!(health["backends"][0]["healthy"], true, "{health}");
     run_one(&bot, "counted").await;
-    let (code, metrics) = get(&format!("{base}/metrics")).await;
-    assert_eq!(code, 200);
-    assert_eq!(
-        sample(&metrics, "comfycord_jobs_total{event=\"delivered\"}"),
-        1.0
-    );
+    // The result is on Discord before the bot counts it as delivered (it counts once the
+    // edit has returned): wait for the counter rather than read it at once.
+    let metrics = eventually(30, "the delivery is counted", || async {
+        let (code, metrics) = get(&format!("{base}/metrics")).await;
+        match (
+            code,
+            metrics_sample(&metrics, "comfycord_jobs_total{event=\"delivered\"}"),
+        ) {
+            (200, Some(1.0)) => Ok(metrics),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
     assert_eq!(
         sample(&metrics, "comfycord_jobs_total{event=\"submitted\"}"),
         1.0
@@ -352,7 +364,7 @@ async fn a_corrupt_journal_stops_startup_and_is_left_untouched() {
         .to_string(),
     )
     .unwrap();
-    let cfg = bot::config::Config::load_from(&config, &|_| None).unwrap();
+    let cfg = bot::config::Config::load_from(&config, &bot::config::Environment::empty()).unwrap();
     let err = tokio::time::timeout(
         WAIT,
         bot::serve::serve(cfg, &config, std::future::pending()),

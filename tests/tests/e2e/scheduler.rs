@@ -826,3 +826,36 @@ async fn finished_but_undelivered_is_delivered_after_restart() {
     tracker.close();
     tracker.wait().await;
 }
+
+#[tokio::test]
+async fn an_admins_pause_survives_a_restart() {
+    let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::new());
+    let r = rig(1, config(), journal.clone()).await;
+    r.scheduler.pause(true).await;
+    assert!(r.scheduler.status().await.unwrap().paused);
+    r.stop().await;
+
+    // Started again on the same journal: still paused, so a new job waits.
+    let r = rig(1, config(), journal.clone()).await;
+    assert!(r.scheduler.status().await.unwrap().paused);
+    let id = r
+        .scheduler
+        .submit(spec(0.0, 1), origin(1), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.scheduler.places(1).await,
+        vec![(id.clone(), JobPlace::Waiting { position: 1 })]
+    );
+    r.scheduler.pause(false).await;
+    r.stop().await;
+
+    let mut r = rig(1, config(), journal).await;
+    assert!(!r.scheduler.status().await.unwrap().paused);
+    r.until(
+        "the waiting job runs after the resume",
+        |n| matches!(n, Notice::Finished { id: done, .. } if *done == id),
+    )
+    .await;
+    r.stop().await;
+}

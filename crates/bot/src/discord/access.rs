@@ -11,6 +11,20 @@ pub struct Caller {
     pub roles: Vec<u64>,
 }
 
+/// The user id serenity fills in when an interaction names neither `member` nor `user`
+/// (its `UserId::default()`); no real Discord user has it.
+const NO_USER: u64 = 1;
+
+/// What a member is told when Discord did not say who they are.
+pub const UNKNOWN_CALLER: &str =
+    "Discord did not say who sent this request, so it was not run. Reload Discord (Ctrl+R) and try again.";
+
+/// Whether an interaction says who sent it. One that does not is refused: a job needs an owner
+/// for its limits, its Cancel and Delete buttons and its history.
+pub fn caller_is_known(user: u64) -> bool {
+    user != NO_USER
+}
+
 /// Admins (by user or role) may run admin commands, act on anyone's jobs and bypass limits.
 pub fn is_admin(cfg: &DiscordConfig, caller: &Caller) -> bool {
     cfg.admin_users.contains(&caller.user)

@@ -56,6 +56,23 @@ pub async fn on_event(
     };
     let data = framework.user_data.clone();
     let http = framework.serenity_context.http.clone();
+    let user = match interaction {
+        serenity::Interaction::Component(c) => Some(&c.user),
+        serenity::Interaction::Modal(m) => Some(&m.user),
+        _ => None,
+    };
+    if user.is_some_and(|u| !access::caller_is_known(u.id.get())) {
+        let response = ephemeral(access::UNKNOWN_CALLER);
+        let sent = match interaction {
+            serenity::Interaction::Component(c) => c.create_response(&http, response).await,
+            serenity::Interaction::Modal(m) => m.create_response(&http, response).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "could not refuse an interaction without a caller");
+        }
+        return Ok(());
+    }
     match interaction {
         serenity::Interaction::Component(c) => on_component(&data, &http, c).await,
         serenity::Interaction::Modal(m) => on_modal(&data, &http, m).await,

@@ -7,6 +7,7 @@ pub mod components;
 pub mod delivery;
 pub mod launch;
 pub mod render;
+pub mod unreadable;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -270,6 +271,7 @@ pub fn build_http(config: &Config) -> anyhow::Result<Http> {
         .token
         .as_ref()
         .context("DISCORD_TOKEN is not set: put the bot token from the Discord developer portal in DISCORD_TOKEN (or discord.token in the config)")?;
+    crate::logging::remember_secret(token.expose_secret());
     let mut builder = serenity::HttpBuilder::new(token.expose_secret())
         .default_allowed_mentions(CreateAllowedMentions::new());
     if let Some(base) = &config.discord.api_base {
@@ -284,13 +286,80 @@ pub fn build_http(config: &Config) -> anyhow::Result<Http> {
     Ok(builder.build())
 }
 
+/// Sends an ephemeral explanation for a request the framework could not run; logs a failure.
+async fn explain(ctx: poise::Context<'_, Arc<Data>, Error>, text: &str) {
+    let reply = poise::CreateReply::default()
+        .content(render::truncate_chars(text, render::MAX_CONTENT_CHARS))
+        .ephemeral(true)
+        .allowed_mentions(CreateAllowedMentions::new());
+    if let Err(e) = ctx.send(reply).await {
+        tracing::warn!(error = %e, "could not explain a refused request");
+    }
+}
+
+/// Every request gets an answer: errors in commands, and requests Discord sent in a shape
+/// that does not match the registered commands (an outdated client, a hand-made payload).
 async fn on_error(error: poise::FrameworkError<'_, Arc<Data>, Error>) {
     match error {
         poise::FrameworkError::Command { error, ctx, .. } => {
             let text = launch::internal(&format!("/{}", ctx.command().qualified_name), &error);
-            let reply = poise::CreateReply::default().content(text).ephemeral(true);
-            if let Err(e) = ctx.send(reply).await {
-                tracing::warn!(error = %e, "could not report a command error");
+            explain(ctx, &text).await;
+        }
+        poise::FrameworkError::ArgumentParse {
+            error, input, ctx, ..
+        } => {
+            let what = match input {
+                Some(i) => format!("`{}`", render::truncate_chars(&i, 100)),
+                None => "an option".to_string(),
+            };
+            let text = format!(
+                "/{}: {what} could not be read ({error}). Check the command's options and try again.",
+                ctx.command().qualified_name
+            );
+            explain(ctx, &text).await;
+        }
+        poise::FrameworkError::CommandStructureMismatch {
+            description, ctx, ..
+        } => {
+            tracing::warn!(command = %ctx.command().qualified_name, %description, "a command request does not match the registered command");
+            let text = format!(
+                "This /{} request does not match the command ({description}). Discord may be showing an outdated version of it: reload Discord (Ctrl+R) and try again.",
+                ctx.command().qualified_name
+            );
+            explain(poise::Context::Application(ctx), &text).await;
+        }
+        poise::FrameworkError::CommandCheckFailed {
+            error: None, ctx, ..
+        } => {
+            explain(ctx, access::UNKNOWN_CALLER).await;
+        }
+        poise::FrameworkError::UnknownInteraction {
+            framework,
+            interaction,
+            ..
+        } => {
+            tracing::warn!(command = %interaction.data.name, "an interaction for a command this bot does not have");
+            // Autocomplete requests carry a focused option; they cannot get a message.
+            let response = if interaction.data.autocomplete().is_some() {
+                serenity::CreateInteractionResponse::Autocomplete(
+                    serenity::CreateAutocompleteResponse::new(),
+                )
+            } else {
+                serenity::CreateInteractionResponse::Message(
+                    serenity::CreateInteractionResponseMessage::new()
+                        .content(format!(
+                            "This bot has no /{} command (it may have been removed or renamed). Reload Discord (Ctrl+R) to refresh the command list.",
+                            render::truncate_chars(&interaction.data.name, 100)
+                        ))
+                        .ephemeral(true)
+                        .allowed_mentions(CreateAllowedMentions::new()),
+                )
+            };
+            if let Err(e) = interaction
+                .create_response(&framework.serenity_context.http, response)
+                .await
+            {
+                tracing::warn!(error = %e, "could not answer an unknown command");
             }
         }
         other => {
@@ -299,6 +368,13 @@ async fn on_error(error: poise::FrameworkError<'_, Arc<Data>, Error>) {
             }
         }
     }
+}
+
+/// Runs before every command: a request that does not say who sent it is refused.
+fn check_caller(
+    ctx: poise::Context<'_, Arc<Data>, Error>,
+) -> poise::BoxFuture<'_, Result<bool, Error>> {
+    Box::pin(async move { Ok(access::caller_is_known(ctx.author().id.get())) })
 }
 
 /// Runs the Discord client until `cancel`; delivery of notices runs on `tracker`.
@@ -326,6 +402,7 @@ pub async fn run(
         .options(poise::FrameworkOptions {
             commands: commands::all(),
             on_error: |e| Box::pin(on_error(e)),
+            command_check: Some(check_caller),
             event_handler: |framework, event| Box::pin(components::on_event(framework, event)),
             allowed_mentions: Some(CreateAllowedMentions::new()),
             initialize_owners: false,
@@ -351,6 +428,8 @@ pub async fn run(
         .build();
     let mut client = serenity::ClientBuilder::new_with_http(http, GatewayIntents::GUILDS)
         .framework(framework)
+        // Interactions serenity cannot parse still get an answer.
+        .raw_event_handler(unreadable::UnreadableInteractions)
         .await
         .context("starting the Discord client")?;
     // One Http for everything: the application id arrives with READY.
