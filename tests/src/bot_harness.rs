@@ -150,7 +150,13 @@ impl BotUnderTest {
                        "global_burst": 1000, "max_pending_per_user": 50, "max_queue_depth": 2000},
             "discord": {
                 "token": discord.token(),
+                // Attachments are served here; with `tls_override`, nothing else is.
                 "api_base": discord.rest_url(),
+                // As in production: serenity's rate limiter on, talking to "discord.com".
+                "tls_override": {
+                    "address": discord.tls_address(),
+                    "ca_file": fake_discord::tls::ca_file(),
+                },
                 "register_in_guild": GUILD_ID,
             },
         });

@@ -227,8 +227,13 @@ impl Default for ProgressSection {
 pub struct DiscordConfig {
     pub token: Option<SecretString>,
     /// A Discord-compatible base URL (tests only): REST and the gateway URL come from there,
-    /// and serenity's rate limiter is off. Logged loudly when set. Env: `DISCORD_API_BASE`.
+    /// and serenity's rate limiter is off; with `tls_override` also set, only test attachments
+    /// are fetched from there. Logged loudly when set. Env: `DISCORD_API_BASE`.
     pub api_base: Option<String>,
+    /// Tests only: reach `https://discord.com` at another address, trusting another CA, with
+    /// serenity's rate limiter on as in production (its limiter ignores `api_base`). Logged
+    /// loudly when set.
+    pub tls_override: Option<TlsOverride>,
     /// Register the commands in this guild only: updates show at once (for development).
     /// Without it they are registered globally.
     pub register_in_guild: Option<u64>,
@@ -247,7 +252,25 @@ pub struct DiscordConfig {
     /// How long an interaction token is used; after that, progress and results go through
     /// channel messages with the bot token. Discord's tokens last 15 minutes.
     pub interaction_fresh_secs: u64,
+    /// How long a result (or an end state) is retried through Discord's 5xx answers and
+    /// network errors, with backoff, before it is posted as a new message instead.
+    pub delivery_retry_secs: u64,
 }
+
+/// `discord.tls_override` (tests only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsOverride {
+    /// Where `discord.com` is reached instead, e.g. `127.0.0.1:4443`.
+    pub address: std::net::SocketAddr,
+    /// A PEM certificate authority trusted besides the usual roots.
+    pub ca_file: PathBuf,
+}
+
+/// Retrying a result for a minute rides out Discord's usual short outages.
+pub const DEFAULT_DELIVERY_RETRY_SECS: u64 = 60;
+/// Longer than this and a waiting member is better served by the fallback message.
+const MAX_DELIVERY_RETRY_SECS: u64 = 600;
 
 /// Margin under Discord's 15-minute interaction token lifetime.
 pub const DEFAULT_INTERACTION_FRESH_SECS: u64 = 14 * 60;
@@ -259,6 +282,7 @@ impl Default for DiscordConfig {
         DiscordConfig {
             token: None,
             api_base: None,
+            tls_override: None,
             register_in_guild: None,
             allowed_guilds: Vec::new(),
             allowed_channels: Vec::new(),
@@ -267,6 +291,7 @@ impl Default for DiscordConfig {
             admin_users: Vec::new(),
             allow_dms: false,
             interaction_fresh_secs: DEFAULT_INTERACTION_FRESH_SECS,
+            delivery_retry_secs: DEFAULT_DELIVERY_RETRY_SECS,
         }
     }
 }
@@ -745,6 +770,12 @@ impl Config {
                 d.interaction_fresh_secs
             ));
         }
+        if !(1..=MAX_DELIVERY_RETRY_SECS).contains(&d.delivery_retry_secs) {
+            problems.push(format!(
+                "config key `discord.delivery_retry_secs`: {} is not allowed; use 1 to {MAX_DELIVERY_RETRY_SECS}",
+                d.delivery_retry_secs
+            ));
+        }
         if let Some(base) = &d.api_base {
             if url::Url::parse(base)
                 .map(|u| !matches!(u.scheme(), "http" | "https"))
@@ -803,6 +834,10 @@ impl Config {
 
     pub fn journal_path(&self) -> PathBuf {
         self.data_dir.join("journal.sqlite3")
+    }
+
+    pub fn delivery_retry(&self) -> Duration {
+        Duration::from_secs(self.discord.delivery_retry_secs)
     }
 
     pub fn interaction_fresh(&self) -> Duration {

@@ -191,7 +191,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     // Fail before touching anything when the token is missing.
-    crate::discord::build_http(&config)?;
+    crate::discord::bot_token(&config)?;
     // Held until this function returns; a second bot on this data folder refuses to start.
     let _lock = crate::data_lock::DataDirLock::acquire(&config.data_dir)?;
     let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&config.journal_path())?);

@@ -25,7 +25,28 @@ pub struct Faults {
     max_file: AtomicU64,
     latency_ms: AtomicU64,
     rate_limit: Mutex<Option<RateLimit>>,
+    server_errors: Mutex<Option<ServerErrors>>,
     no_heartbeat_ack: AtomicBool,
+}
+
+/// Which requests fail with a 5xx, and how many more.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FailWhich {
+    /// Every API request.
+    All,
+    /// Requests that upload files (results, previews).
+    Uploads,
+    /// Message edits (`PATCH`), by token or by channel.
+    Edits,
+    /// New messages (`POST`s other than interaction callbacks): follow-ups, channel messages.
+    NewMessages,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct ServerErrors {
+    pub remaining: u64,
+    pub status: u16,
+    pub which: FailWhich,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -43,6 +64,7 @@ impl Default for Faults {
             max_file: AtomicU64::new(super::fixtures::DEFAULT_ATTACHMENT_SIZE_LIMIT),
             latency_ms: AtomicU64::new(0),
             rate_limit: Mutex::new(None),
+            server_errors: Mutex::new(None),
             no_heartbeat_ack: AtomicBool::new(false),
         }
     }
@@ -101,6 +123,18 @@ impl Faults {
         });
     }
 
+    /// The next `n` API requests of kind `which` get `status` (a 5xx) with Discord's error
+    /// body, without being handled; `u64::MAX` keeps failing until cleared with `n = 0`.
+    /// Attachment downloads are never failed.
+    pub fn fail_next(&self, n: u64, status: u16, which: FailWhich) {
+        let mut g = self.server_errors.lock().unwrap_or_else(|e| e.into_inner());
+        *g = (n > 0).then_some(ServerErrors {
+            remaining: n,
+            status,
+            which,
+        });
+    }
+
     /// While on, gateway heartbeats (op 1) get no op 11 ACK (a zombie connection).
     pub fn set_no_heartbeat_ack(&self, on: bool) {
         self.no_heartbeat_ack.store(on, Ordering::SeqCst);
@@ -148,6 +182,35 @@ impl Faults {
             ..rl
         });
         Some(rl)
+    }
+
+    /// Takes one scripted server error for a request (`is_upload`, `is_edit`, `is_new`), if one
+    /// applies.
+    pub(crate) fn take_server_error(
+        &self,
+        is_upload: bool,
+        is_edit: bool,
+        is_new: bool,
+    ) -> Option<u16> {
+        let mut g = self.server_errors.lock().unwrap_or_else(|e| e.into_inner());
+        let e = (*g)?;
+        let applies = match e.which {
+            FailWhich::All => true,
+            FailWhich::Uploads => is_upload,
+            FailWhich::Edits => is_edit,
+            FailWhich::NewMessages => is_new,
+        };
+        if !applies {
+            return None;
+        }
+        *g = (e.remaining > 1).then_some(ServerErrors {
+            remaining: e.remaining.saturating_sub(1),
+            ..e
+        });
+        if e.remaining == u64::MAX {
+            *g = Some(e);
+        }
+        Some(e.status)
     }
 
     pub(crate) fn no_heartbeat_ack(&self) -> bool {

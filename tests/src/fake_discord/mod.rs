@@ -5,7 +5,9 @@
 //! fake hands out points (interaction attachments and files the bot uploaded). The gateway is a
 //! second loopback listener speaking JSON text frames (`ws://127.0.0.1:PORT2`). Point serenity 0.12.5 at it
 //! with `HttpBuilder::new(token).proxy(fake.rest_url()).ratelimiter_disabled(true)` and
-//! `ClientBuilder::new_with_http(http, intents)` (see `shared/notes/discord-platform.md` §2).
+//! `ClientBuilder::new_with_http(http, intents)` (see `shared/notes/discord-platform.md` §2), or,
+//! to keep serenity's rate limiter on, resolve `discord.com` to [`FakeDiscord::tls_address`]
+//! and trust [`tls::ca_file`] (a third listener serves the same API over TLS).
 //!
 //! ```ignore
 //! let discord = FakeDiscord::start().await;
@@ -30,9 +32,10 @@ mod faults;
 pub mod fixtures;
 mod gateway;
 mod rest;
+pub mod tls;
 mod waits;
 
-pub use faults::Faults;
+pub use faults::{FailWhich, Faults};
 pub use fixtures::{
     InteractionSpec, MessageOrigin, SpecKind, StoredFile, StoredMessage, APPLICATION_ID,
     ARTIST_ROLE_ID, BOT_USER_ID, EVERYONE_ROLE_ID, GENERAL_CHANNEL_ID, GUILD_ID, NSFW_CHANNEL_ID,
@@ -281,6 +284,7 @@ pub struct FakeDiscord {
     shared: Arc<Shared>,
     rest_addr: SocketAddr,
     gateway_addr: SocketAddr,
+    tls_addr: SocketAddr,
 }
 
 impl std::fmt::Debug for FakeDiscord {
@@ -304,6 +308,10 @@ impl FakeDiscord {
         let gw = bind()
             .await
             .expect("fake Discord: bind gateway 127.0.0.1:0");
+        let tls = bind()
+            .await
+            .expect("fake Discord: bind TLS REST 127.0.0.1:0");
+        let tls_addr = tls.local_addr().expect("fake Discord: TLS address");
         let rest_addr = rest.local_addr().expect("fake Discord: REST address");
         let gateway_addr = gw.local_addr().expect("fake Discord: gateway address");
         let shared = Arc::new(Shared {
@@ -317,6 +325,13 @@ impl FakeDiscord {
             rest_url: format!("http://{}", rest_addr),
         });
         let app = rest::router(shared.clone());
+        // The same API as `discord.com` over TLS, for serenity with its rate limiter on.
+        shared.tracker.spawn(tls::serve(
+            tls,
+            app.clone(),
+            shared.cancel.clone(),
+            shared.tracker.clone(),
+        ));
         let cancel = shared.cancel.clone();
         shared.tracker.spawn(async move {
             let _ = axum::serve(rest, app)
@@ -330,12 +345,18 @@ impl FakeDiscord {
             shared,
             rest_addr,
             gateway_addr,
+            tls_addr,
         }
     }
 
     /// `http://127.0.0.1:PORT`: give it to `HttpBuilder::proxy`.
     pub fn rest_url(&self) -> String {
         self.shared.rest_url.clone()
+    }
+
+    /// Where the same REST API answers over TLS as `discord.com` (trust [`tls::ca_file`]).
+    pub fn tls_address(&self) -> SocketAddr {
+        self.tls_addr
     }
 
     /// `http://127.0.0.1:PORT/api/v10`, for raw clients.

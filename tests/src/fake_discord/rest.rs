@@ -234,6 +234,12 @@ async fn front(State(s): St, req: Request, next: Next) -> Response {
         None
     } else if let Some(rl) = s.faults.take_rate_limit() {
         Some(rate_limited(rl))
+    } else if let Some(status) = s.faults.take_server_error(
+        !parsed.files.is_empty(),
+        record.method == "PATCH",
+        record.method == "POST" && !route.ends_with("/callback"),
+    ) {
+        Some(error(status, 0, "Internal Server Error"))
     } else if bytes.len() as u64 > s.faults.max_body()
         || parsed.files.iter().any(|f| f.data.len() as u64 > max_file)
     {

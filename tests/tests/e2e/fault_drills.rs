@@ -10,7 +10,7 @@ use tests::bot_harness::{
     button_ids, embed_title, generate, has_result, is_sampling, slow_comfy, BotUnderTest,
     HarnessOptions,
 };
-use tests::fake_discord::{InteractionSpec, StoredMessage, GENERAL_CHANNEL_ID, USER_ID};
+use tests::fake_discord::{FailWhich, InteractionSpec, StoredMessage, GENERAL_CHANNEL_ID, USER_ID};
 use tests::support::eventually;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -197,8 +197,16 @@ async fn a_429_storm_from_discord_loses_no_result() {
         .filter(|r| r.status == 429)
         .count();
     assert!(refused >= 1, "the storm happened");
-    let (_, metrics) = get(&format!("http://127.0.0.1:{port}/metrics")).await;
-    assert!(sample(&metrics, "comfycord_discord_rate_limited_total") >= 1.0);
+    // serenity waited each 429 out itself (its limiter is on, as in production) and reports
+    // them from a task of their own: wait for the count.
+    eventually(30, "the 429s are counted", || async {
+        let (_, metrics) = get(&format!("http://127.0.0.1:{port}/metrics")).await;
+        match metrics_sample(&metrics, "comfycord_discord_rate_limited_total") {
+            Some(n) if n >= 1.0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
     bot.shutdown().await;
 }
 
@@ -422,10 +430,184 @@ async fn shutdown_tells_waiting_users_and_the_next_start_resumes() {
         .as_str()
         .unwrap_or_default();
     assert!(text.contains("keeps its place"), "{text}");
-    // The pause is not kept across restarts: the job runs and is delivered.
+    // The admin's pause outlives the restart: /status says so, and the job waits for resume.
     bot.start_bot().await;
+    let status = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::command("status")
+                .in_channel(GENERAL_CHANNEL_ID)
+                .by_user(USER_ID),
+        )
+        .unwrap();
+    bot.wait_original(status.id, WAIT, |m| {
+        m.payload
+            .get("embeds")
+            .and_then(|e| e[0]["description"].as_str())
+            .is_some_and(|d| d.contains("queue paused") && d.contains("1 waiting"))
+    })
+    .await
+    .unwrap_or_else(|| panic!("still paused after the restart\n{}", bot.transcript()));
+    let resume = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::command("admin")
+                .option("resume", json!({"type": 1, "options": []}))
+                .in_channel(GENERAL_CHANNEL_ID)
+                .by_user(USER_ID),
+        )
+        .unwrap();
+    bot.wait_original(resume.id, WAIT, |m| m.content().contains("Queue resumed"))
+        .await
+        .expect("resumed");
     bot.wait_original(s.id, WAIT, has_result)
         .await
-        .unwrap_or_else(|| panic!("delivered after the restart\n{}", bot.transcript()));
+        .unwrap_or_else(|| panic!("delivered after the resume\n{}", bot.transcript()));
+    bot.shutdown().await;
+}
+
+/// A fake ComfyUI without previews (so only results upload files), `step_ms` per step.
+fn plain_comfy(step_ms: u64) -> tests::fake_comfyui::FakeOptions {
+    tests::fake_comfyui::FakeOptions {
+        previews: false,
+        step_delay: Duration::from_millis(step_ms),
+        ..tests::fake_comfyui::FakeOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_on_the_result_upload_is_retried() {
+    let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
+        comfy: plain_comfy(50),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let s = bot
+        .discord
+        .send_interaction(generate("through 503s").option("steps", 10))
+        .unwrap();
+    bot.wait_original(s.id, WAIT, is_sampling)
+        .await
+        .expect("running");
+    bot.discord.faults().fail_next(3, 503, FailWhich::Uploads);
+    let r = bot
+        .wait_original(s.id, WAIT, has_result)
+        .await
+        .unwrap_or_else(|| panic!("the result arrives\n{}", bot.transcript()));
+    assert!(r.content().contains("through 503s"));
+    let refused = bot
+        .discord
+        .requests()
+        .iter()
+        .filter(|r| r.status == 503 && !r.files.is_empty())
+        .count();
+    assert_eq!(refused, 3, "three uploads refused, then one taken");
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discord_refusing_every_edit_gets_the_result_posted_as_a_new_message() {
+    let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
+        comfy: plain_comfy(50),
+        config: json!({"discord": {"delivery_retry_secs": 2}}),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let s = bot
+        .discord
+        .send_interaction(generate("edits are down").option("steps", 10))
+        .unwrap();
+    let original = bot
+        .wait_original(s.id, WAIT, is_sampling)
+        .await
+        .expect("running");
+    bot.discord
+        .faults()
+        .fail_next(u64::MAX, 502, FailWhich::Edits);
+    let posted = bot
+        .discord
+        .wait_for_message(|m| m.id != original.id && has_result(m), WAIT)
+        .await
+        .unwrap_or_else(|| panic!("the result as a new message\n{}", bot.transcript()));
+    bot.discord.faults().fail_next(0, 502, FailWhich::Edits);
+    assert!(
+        posted.content().contains("edits are down"),
+        "{}",
+        posted.content()
+    );
+    assert!(
+        !has_result(&bot.discord.message(original.id).unwrap()),
+        "the refused edit never landed"
+    );
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_offered_again_after_a_restart_posts_nothing_twice() {
+    // Twelve images: ten on the result, two in an extra message.
+    let many = json!({
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 12, "color": 0}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "many"}}
+    });
+    let manifest = json!({"params": {
+        "prompt": {"type": "string", "node": "2", "input": "filename_prefix", "required": true}
+    }});
+    let mut bot = BotUnderTest::start(HarnessOptions {
+        config: json!({"discord": {"delivery_retry_secs": 1}}),
+        extra_workflows: vec![("many".into(), many, manifest)],
+        ..HarnessOptions::default()
+    })
+    .await;
+    // New messages fail: the result edit lands, the extra message does not.
+    bot.discord
+        .faults()
+        .fail_next(u64::MAX, 503, FailWhich::NewMessages);
+    let s = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::command("generate")
+                .option("prompt", "dozen")
+                .option("workflow", "many")
+                .in_channel(GENERAL_CHANNEL_ID)
+                .by_user(USER_ID),
+        )
+        .unwrap();
+    let shown = bot
+        .wait_original(s.id, WAIT, has_result)
+        .await
+        .unwrap_or_else(|| panic!("the result\n{}", bot.transcript()));
+    assert_eq!(shown.files.len(), 10);
+    bot.discord
+        .wait_for_request(|r| r.status == 503 && r.files.len() == 2, WAIT)
+        .await
+        .expect("the extra message is refused");
+    bot.stop_bot().await.expect("clean stop");
+    bot.discord
+        .faults()
+        .fail_next(0, 503, FailWhich::NewMessages);
+    bot.start_bot().await;
+    let extra = bot
+        .discord
+        .wait_for_message(|m| m.id != shown.id && m.files.len() == 2, WAIT)
+        .await
+        .unwrap_or_else(|| panic!("the extra files after the restart\n{}", bot.transcript()));
+    assert!(!extra.deleted);
+    let reqs = bot.discord.requests();
+    let result_edits = reqs
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.files.len() == 10 && r.status == 200)
+        .count();
+    let extras = reqs
+        .iter()
+        .filter(|r| r.method == "POST" && r.files.len() == 2 && r.status == 200)
+        .count();
+    assert_eq!(
+        (result_edits, extras),
+        (1, 1),
+        "the result shown once, the extra posted once\n{}",
+        bot.transcript()
+    );
     bot.shutdown().await;
 }

@@ -845,7 +845,7 @@ async fn an_admins_pause_survives_a_restart() {
         .unwrap();
     assert_eq!(
         r.scheduler.places(1).await,
-        vec![(id.clone(), JobPlace::Waiting { position: 1 })]
+        vec![(id.clone(), JobPlace::Waiting { position: 0 })]
     );
     r.scheduler.pause(false).await;
     r.stop().await;

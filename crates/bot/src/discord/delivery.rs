@@ -33,7 +33,7 @@ use super::Data;
 const TOKEN_DEAD_CODES: [isize; 3] = [50027, 10015, 10062];
 /// "Unknown Message": the message was deleted.
 const UNKNOWN_MESSAGE: isize = 10008;
-/// Wait after a 429 whose body we cannot read.
+/// Wait after a 429 serenity did not wait out itself (its limiter is off: `api_base`).
 const RATE_LIMIT_FALLBACK: Duration = Duration::from_secs(1);
 const PREVIEW_JPEG: &str = "preview.jpg";
 const PREVIEW_PNG: &str = "preview.png";
@@ -233,35 +233,158 @@ async fn post_job_message(
     route.channel.send_message(http, b).await
 }
 
-/// Attempts at an end-state or result edit through 429s (progress edits just skip ahead).
-const MAX_RATE_LIMITED_ATTEMPTS: u32 = 10;
+/// First wait after a transient failure; doubled after each, up to [`RETRY_MAX_DELAY`].
+const RETRY_FIRST_DELAY: Duration = Duration::from_millis(500);
+const RETRY_MAX_DELAY: Duration = Duration::from_secs(10);
+/// Attempts at one request, at most, whatever the time bound.
+const MAX_ATTEMPTS: u32 = 32;
+/// A result Discord refused for good is offered again this long later, doubling each time,
+/// at most [`MAX_REDELIVERIES`] times; after that it waits for the next start.
+const REDELIVERY_FIRST_DELAY: Duration = Duration::from_secs(120);
+const MAX_REDELIVERIES: u32 = 5;
 
-/// [`edit_job_message`] that waits out rate limits, a bounded number of times: a result must
-/// not be lost to a 429 storm.
-async fn edit_with_retry(
+/// What a failed Discord request means for delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Worth trying again: a 5xx, a network error, a 429 the limiter did not wait out.
+    Transient,
+    /// The message is gone (deleted, or its token's message unknown).
+    Gone,
+    /// The upload was too large for Discord.
+    TooLarge,
+    /// Anything else (permissions, a bad request): trying again will not help.
+    Other,
+}
+
+/// Sorts a serenity error into a [`Failure`].
+pub fn classify(e: &serenity::Error) -> Failure {
+    match e {
+        serenity::Error::Http(serenity::HttpError::UnsuccessfulRequest(r)) => {
+            let status = r.status_code.as_u16();
+            if status == 429 || status >= 500 {
+                Failure::Transient
+            } else if status == 413 || matches!(r.error.code, 40005 | 50045) {
+                Failure::TooLarge
+            } else if status == 404 || r.error.code == UNKNOWN_MESSAGE {
+                Failure::Gone
+            } else {
+                Failure::Other
+            }
+        }
+        serenity::Error::Http(serenity::HttpError::Request(_)) | serenity::Error::Io(_) => {
+            Failure::Transient
+        }
+        _ => Failure::Other,
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or `within` has passed, waiting with
+/// backoff between transient failures.
+pub async fn retry_transient<T, F, Fut>(
+    what: &str,
+    within: Duration,
+    mut attempt: F,
+) -> Result<T, serenity::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, serenity::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    let mut delay = RETRY_FIRST_DELAY;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let result = match tokio::time::timeout_at(deadline, attempt()).await {
+            Ok(r) => r,
+            Err(_) => Err(serenity::Error::Other("Discord did not answer in time")),
+        };
+        let e = match result {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let transient = classify(&e) == Failure::Transient;
+        if !transient || tries >= MAX_ATTEMPTS || tokio::time::Instant::now() + delay >= deadline {
+            return Err(e);
+        }
+        tracing::warn!(error = %e, attempt = tries, retry_in_ms = delay.as_millis() as u64, "{what} failed; trying again");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(RETRY_MAX_DELAY);
+    }
+}
+
+/// [`retry_transient`] that also waits out a global rate limit before each attempt and counts
+/// the 429s that reach it.
+async fn retrying<T, F, Fut>(
+    data: &Data,
+    what: &str,
+    within: Duration,
+    mut attempt: F,
+) -> Result<T, serenity::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, serenity::Error>>,
+{
+    retry_transient(what, within, || {
+        let next = attempt();
+        async move {
+            data.discord_pause.wait().await;
+            let r = next.await;
+            if let Err(e) = &r {
+                if matches!(discord_error(e), Some((429, _))) {
+                    data.metrics
+                        .rate_limited
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            r
+        }
+    })
+    .await
+}
+
+/// [`edit_job_message`] retried through transient failures for `config.delivery_retry`. The
+/// route is read again before each attempt: an earlier one may have dropped a dead token.
+async fn edit_retrying(
     data: &Data,
     http: &Http,
     id: &JobId,
     route: &Route,
-    fresh_for: Duration,
     edit: &MessageEdit,
 ) -> Result<Message, serenity::Error> {
-    let mut attempt = 1;
-    loop {
-        // The route may have lost its token on an earlier attempt.
-        let route = data.routes.get(id).unwrap_or_else(|| route.clone());
-        match edit_job_message(http, &data.routes, id, &route, fresh_for, edit.clone()).await {
-            Err(e)
-                if matches!(discord_error(&e), Some((429, _)))
-                    && attempt < MAX_RATE_LIMITED_ATTEMPTS =>
-            {
-                data.metrics
-                    .rate_limited
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tokio::time::sleep(RATE_LIMIT_FALLBACK * attempt).await;
-                attempt += 1;
-            }
-            other => return other,
+    let config = data.config();
+    retrying(
+        data,
+        "editing a job's message",
+        config.delivery_retry(),
+        || {
+            let route = data.routes.get(id).unwrap_or_else(|| route.clone());
+            let edit = edit.clone();
+            let fresh = config.interaction_fresh();
+            async move { edit_job_message(http, &data.routes, id, &route, fresh, edit).await }
+        },
+    )
+    .await
+}
+
+/// While Discord has rate limited the bot as a whole, nothing else is sent until it ends.
+#[derive(Debug, Default)]
+pub struct GlobalPause {
+    until: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl GlobalPause {
+    /// Discord said to stop for `d` (a 429 with the global flag).
+    pub fn hold_for(&self, d: Duration) {
+        let until = tokio::time::Instant::now() + d;
+        let mut g = self.until.lock().unwrap_or_else(|p| p.into_inner());
+        *g = Some(g.map_or(until, |u| u.max(until)));
+    }
+
+    /// Waits out the current pause, if any.
+    pub async fn wait(&self) {
+        let until = *self.until.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(u) = until {
+            tokio::time::sleep_until(u).await;
         }
     }
 }
@@ -481,8 +604,7 @@ fn end(
             clear_files: true,
             ..MessageEdit::default()
         };
-        let fresh = data.config().interaction_fresh();
-        if let Err(e) = edit_with_retry(&data, &http, &id, &route, fresh, &edit).await {
+        if let Err(e) = edit_retrying(&data, &http, &id, &route, &edit).await {
             tracing::warn!(job = %id, error = %e, "could not show the job's end");
         }
         super::launch::remove_inputs(&data, record.as_ref());
@@ -516,20 +638,175 @@ fn prepare_uploads(
     (files, too_large)
 }
 
-/// Posts a finished job's outputs with their buttons, then records the delivery.
-pub async fn deliver_result(data: &Arc<Data>, http: &Http, id: &JobId, outputs: &[SavedOutput]) {
+/// What a result's delivery has done so far, kept in the journal (meta `delivery:<job>`) so
+/// that a delivery repeated after a crash or a refusal posts nothing twice.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DeliveryLog {
+    /// The result (with its first files and buttons) is on Discord.
+    pub shown: bool,
+    /// It went out as a new message instead of replacing the progress.
+    pub posted_as: Option<u64>,
+    /// Indexes of the extra messages (files past the first ten) already posted.
+    pub extra_posted: Vec<usize>,
+}
+
+fn log_key(id: &JobId) -> String {
+    format!("delivery:{id}")
+}
+
+fn read_log(data: &Data, id: &JobId) -> DeliveryLog {
+    match data.journal.meta_get(&log_key(id)) {
+        Ok(Some(text)) => serde_json::from_str(&text).unwrap_or_else(|e| {
+            tracing::warn!(job = %id, error = %e, "unreadable delivery log; delivering from the start");
+            DeliveryLog::default()
+        }),
+        Ok(None) => DeliveryLog::default(),
+        Err(e) => {
+            tracing::warn!(job = %id, error = %e, "cannot read the delivery log");
+            DeliveryLog::default()
+        }
+    }
+}
+
+/// Records a step before the next one is taken.
+fn save_log(data: &Data, id: &JobId, log: &DeliveryLog) {
+    let text = serde_json::to_string(log).unwrap_or_default();
+    if let Err(e) = data.journal.meta_set(&log_key(id), &text) {
+        tracing::warn!(job = %id, error = %e, "cannot record a delivery step");
+    }
+}
+
+/// How the result got onto Discord.
+enum Shown {
+    Edited,
+    Posted(MessageId),
+}
+
+/// Puts the result on Discord: replaces the progress message, or (deleted, or Discord keeps
+/// refusing the edit) posts it as a new message. `Err` carries what Discord said.
+async fn show_result(
+    data: &Data,
+    http: &Http,
+    id: &JobId,
+    route: &Route,
+    edit: &MessageEdit,
+) -> Result<Shown, String> {
+    let config = data.config();
+    let fresh = config.interaction_fresh();
+    let post = |content: String, rows: Vec<CreateActionRow>, files: Vec<CreateAttachment>| {
+        retrying(
+            data,
+            "posting a result",
+            config.delivery_retry(),
+            move || {
+                post_job_message(
+                    http,
+                    route,
+                    fresh,
+                    content.clone(),
+                    rows.clone(),
+                    files.clone(),
+                )
+            },
+        )
+    };
+    let content = edit.content.clone().unwrap_or_default();
+    let rows = edit.components.clone().unwrap_or_default();
+    let failure = if route.message.is_none() {
+        Failure::Gone
+    } else {
+        match edit_retrying(data, http, id, route, edit).await {
+            Ok(_) => return Ok(Shown::Edited),
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "the result could not replace the progress message");
+                match classify(&e) {
+                    // Files refused as too large: say so on the message, keep them here.
+                    Failure::TooLarge => {
+                        let note = format!(
+                            "{content}\nThe files were refused as too large; they are kept on the server."
+                        );
+                        let text_only = MessageEdit {
+                            content: Some(render::truncate_chars(&note, render::MAX_CONTENT_CHARS)),
+                            embeds: Some(Vec::new()),
+                            components: Some(rows.clone()),
+                            clear_files: true,
+                            ..MessageEdit::default()
+                        };
+                        return edit_retrying(data, http, id, route, &text_only)
+                            .await
+                            .map(|_| Shown::Edited)
+                            .map_err(|e| e.to_string());
+                    }
+                    other => other,
+                }
+            }
+        }
+    };
+    // Deleted, or Discord kept failing the edit: a new message carries the result.
+    tracing::info!(job = %id, ?failure, "posting the result as a new message");
+    match post(content.clone(), rows, edit.files.clone()).await {
+        Ok(m) => {
+            if failure != Failure::Gone {
+                // Best effort: point the stuck progress message at the result.
+                let pointer = MessageEdit {
+                    content: Some(format!(
+                        "Finished: the result is in {}.",
+                        render::message_link(route.guild, route.channel.get(), m.id.get())
+                    )),
+                    embeds: Some(Vec::new()),
+                    components: Some(Vec::new()),
+                    clear_files: true,
+                    ..MessageEdit::default()
+                };
+                let _ = edit_job_message(http, &data.routes, id, route, fresh, pointer).await;
+            }
+            Ok(Shown::Posted(m.id))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Posts a finished job's outputs with their buttons, then records the delivery. Each step is
+/// recorded before the next, so a repeat (after a crash, or after Discord refused) goes on
+/// where this one stopped. When Discord refuses the result for longer than
+/// `discord.delivery_retry_secs`, the member is told it is saved and it is offered again later.
+pub async fn deliver_result(
+    data: &Arc<Data>,
+    http: &Arc<Http>,
+    id: &JobId,
+    outputs: &[SavedOutput],
+) {
+    for redeliveries in 0..=MAX_REDELIVERIES {
+        let Some(wait) = deliver_attempt(data, http, id, outputs, redeliveries).await else {
+            return;
+        };
+        tokio::select! {
+            _ = data.cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One delivery; `Some(wait)`: Discord refused it, try again after `wait`.
+async fn deliver_attempt(
+    data: &Arc<Data>,
+    http: &Arc<Http>,
+    id: &JobId,
+    outputs: &[SavedOutput],
+    redeliveries: u32,
+) -> Option<Duration> {
     let record = match data.journal.get(id) {
         Ok(Some(r)) => r,
-        Ok(None) => return,
+        Ok(None) => return None,
         Err(e) => {
             tracing::error!(job = %id, error = %e, "cannot read a finished job");
-            return;
+            return None;
         }
     };
     let Some(route) = data.routes.get(id).or_else(|| route_from_record(&record)) else {
         // Not from Discord: nothing to show it on.
         let _ = data.scheduler.delivered(id).await;
-        return;
+        return None;
     };
     let limit = route.upload_limit;
     let owned = outputs.to_vec();
@@ -559,66 +836,141 @@ pub async fn deliver_result(data: &Arc<Data>, http: &Http, id: &JobId, outputs: 
     } else {
         chunks.remove(0)
     };
+    let mut log = read_log(data, id);
+    if !log.shown {
+        let edit = MessageEdit {
+            content: Some(content.clone()),
+            embeds: Some(Vec::new()),
+            components: Some(rows.clone()),
+            files: first,
+            clear_files: true,
+        };
+        match show_result(data, http, id, &route, &edit).await {
+            Ok(how) => {
+                log.shown = true;
+                if let Shown::Posted(m) = how {
+                    log.posted_as = Some(m.get());
+                }
+                save_log(data, id, &log);
+            }
+            Err(reason) => {
+                tracing::error!(job = %id, %reason, "Discord refused the result");
+                return later(data, http, id, &route, redeliveries, &reason, false).await;
+            }
+        }
+    }
     let fresh = data.config().interaction_fresh();
-    let edit = MessageEdit {
-        content: Some(content.clone()),
-        embeds: Some(Vec::new()),
-        components: Some(rows.clone()),
-        files: first.clone(),
-        clear_files: true,
-    };
-    let shown = match edit_with_retry(data, http, id, &route, fresh, &edit).await {
-        Ok(_) => true,
-        Err(e)
-            if matches!(discord_error(&e), Some((_, UNKNOWN_MESSAGE)))
-                || route.message.is_none() =>
-        {
-            // The progress message was deleted: post the result as a new message.
-            post_job_message(http, &route, fresh, content.clone(), rows.clone(), first)
-                .await
-                .map_err(|e| tracing::error!(job = %id, error = %e, "cannot post the result"))
-                .is_ok()
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        if log.extra_posted.contains(&i) {
+            continue;
         }
-        Err(e)
-            if matches!(
-                discord_error(&e),
-                Some((413, _)) | Some((_, 40005)) | Some((_, 50045))
-            ) =>
-        {
-            let note = format!(
-                "{content}\nThe files were refused as too large; they are kept on the server."
-            );
-            let edit = MessageEdit {
-                content: Some(render::truncate_chars(&note, render::MAX_CONTENT_CHARS)),
-                embeds: Some(Vec::new()),
-                components: Some(rows.clone()),
-                clear_files: true,
-                ..MessageEdit::default()
-            };
-            edit_job_message(http, &data.routes, id, &route, fresh, edit)
-                .await
-                .is_ok()
-        }
-        Err(e) => {
-            tracing::error!(job = %id, error = %e, "cannot show the result");
-            false
-        }
-    };
-    for chunk in chunks {
-        if let Err(e) =
-            post_job_message(http, &route, fresh, String::new(), Vec::new(), chunk).await
-        {
-            tracing::warn!(job = %id, error = %e, "cannot post more outputs");
+        let posted = retrying(
+            data,
+            "posting more outputs",
+            data.config().delivery_retry(),
+            || {
+                post_job_message(
+                    http,
+                    &route,
+                    fresh,
+                    String::new(),
+                    Vec::new(),
+                    chunk.clone(),
+                )
+            },
+        )
+        .await;
+        match posted {
+            Ok(_) => {
+                log.extra_posted.push(i);
+                save_log(data, id, &log);
+            }
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "cannot post more outputs");
+                return later(data, http, id, &route, redeliveries, &e.to_string(), true).await;
+            }
         }
     }
+    data.metrics
+        .results
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Err(e) = data.scheduler.delivered(id).await {
+        tracing::error!(job = %id, error = %e, "cannot record the delivery");
+    }
+    if let Err(e) = data.journal.meta_delete(&log_key(id)) {
+        tracing::debug!(job = %id, error = %e, "cannot remove a delivery log");
+    }
+    data.routes.remove(id);
+    None
+}
+
+/// Discord refused the result for the whole retry window: tell the member (if Discord takes
+/// that much, and the result is not already shown) and offer it again later. The job stays
+/// undelivered in the journal throughout, so a restart delivers it too.
+async fn later(
+    data: &Arc<Data>,
+    http: &Arc<Http>,
+    id: &JobId,
+    route: &Route,
+    redeliveries: u32,
+    reason: &str,
+    shown: bool,
+) -> Option<Duration> {
+    let again = redeliveries < MAX_REDELIVERIES;
+    let wait = REDELIVERY_FIRST_DELAY * 2u32.pow(redeliveries);
     if shown {
-        data.metrics
-            .results
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Err(e) = data.scheduler.delivered(id).await {
-            tracing::error!(job = %id, error = %e, "cannot record the delivery");
-        }
-        data.routes.remove(id);
+        // Only extra files are missing; the result and its buttons stay as they are.
+        return again.then_some(wait);
     }
-    // Not shown: the job stays undelivered in the journal and is retried at the next start.
+    let text = if again {
+        format!(
+            "The result is ready, but Discord would not take it ({}). It is saved; the bot tries again in {} minute(s).",
+            render::truncate_chars(reason, 200),
+            wait.as_secs().div_ceil(60)
+        )
+    } else {
+        format!(
+            "The result is ready, but Discord would not take it ({}). It is saved and is posted when the bot next starts.",
+            render::truncate_chars(reason, 200)
+        )
+    };
+    let note = MessageEdit {
+        embeds: Some(vec![render::ended_embed(true, &text, None)]),
+        components: Some(Vec::new()),
+        clear_files: true,
+        ..MessageEdit::default()
+    };
+    let fresh = data.config().interaction_fresh();
+    if let Err(e) = edit_job_message(http, &data.routes, id, route, fresh, note).await {
+        tracing::warn!(job = %id, error = %e, "could not tell the member the result is delayed");
+    }
+    again.then_some(wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_global_pause_holds_until_it_ends_and_only_lengthens() {
+        let pause = GlobalPause::default();
+        let start = tokio::time::Instant::now();
+        pause.wait().await;
+        pause.hold_for(Duration::from_millis(200));
+        // A shorter hold does not cut the longer one short.
+        pause.hold_for(Duration::from_millis(10));
+        pause.wait().await;
+        assert!(start.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn delivery_logs_read_back_what_was_recorded() {
+        let log = DeliveryLog {
+            shown: true,
+            posted_as: Some(42),
+            extra_posted: vec![0, 2],
+        };
+        let text = serde_json::to_string(&log).unwrap();
+        assert_eq!(serde_json::from_str::<DeliveryLog>(&text).unwrap(), log);
+    }
 }

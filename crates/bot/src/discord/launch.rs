@@ -12,10 +12,13 @@ use validation::attachment::{inspect, precheck, DeclaredAttachment};
 use validation::Refusal;
 
 use super::access::{self, Caller};
-use super::delivery::{MessageEdit, Route};
+use super::delivery::{retry_transient, MessageEdit, Route};
 use super::render;
 use super::Data;
 use crate::jobs::{prepare, JobRequest, LocalImage, PrepareError};
+
+/// Ephemeral replies ride out Discord's brief 5xx answers for this long.
+const REPLY_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An acknowledged interaction: its token, where it came from, who sent it.
 #[derive(Debug, Clone)]
@@ -49,7 +52,11 @@ impl Responder {
             .content(text)
             .ephemeral(true)
             .allowed_mentions(CreateAllowedMentions::new());
-        if let Err(e) = reply.execute(http, (None, &self.token)).await {
+        let sent = retry_transient("an ephemeral error", REPLY_RETRY, || {
+            reply.clone().execute(http, (None, &self.token))
+        })
+        .await;
+        if let Err(e) = sent {
             tracing::warn!(error = %e, "could not tell the user about an error");
         }
     }
@@ -60,7 +67,11 @@ impl Responder {
             .content(render::truncate_chars(message, render::MAX_CONTENT_CHARS))
             .ephemeral(true)
             .allowed_mentions(CreateAllowedMentions::new());
-        if let Err(e) = reply.execute(http, (None, &self.token)).await {
+        let sent = retry_transient("an ephemeral reply", REPLY_RETRY, || {
+            reply.clone().execute(http, (None, &self.token))
+        })
+        .await;
+        if let Err(e) = sent {
             tracing::warn!(error = %e, "could not send an ephemeral reply");
         }
     }

@@ -51,6 +51,10 @@ pub struct Data {
     pub stopping: AtomicBool,
     /// Result uploads and other work spawned per job; waited for at shutdown.
     pub tasks: TaskTracker,
+    /// Cancelled at shutdown: delayed work (a result offered again later) stops waiting.
+    pub cancel: CancellationToken,
+    /// Set while Discord has rate limited the bot as a whole.
+    pub discord_pause: delivery::GlobalPause,
     nsfw_channels: Mutex<HashMap<u64, bool>>,
 }
 
@@ -73,6 +77,7 @@ impl Data {
         engine: &Engine,
         tasks: TaskTracker,
         metrics: Arc<Metrics>,
+        cancel: CancellationToken,
     ) -> anyhow::Result<Data> {
         let downloads = reqwest::Client::builder()
             .timeout(DOWNLOAD_TIMEOUT)
@@ -91,6 +96,8 @@ impl Data {
             metrics,
             stopping: AtomicBool::new(false),
             tasks,
+            cancel,
+            discord_pause: delivery::GlobalPause::default(),
             nsfw_channels: Mutex::new(HashMap::new()),
         })
     }
@@ -264,17 +271,62 @@ async fn tell_waiting_users(data: &Data, http: &Http) {
     }
 }
 
-/// Builds serenity's HTTP client: the real API with its rate limiter, or a test base URL.
-pub fn build_http(config: &Config) -> anyhow::Result<Http> {
+/// The bot token, or a clear error when it is missing. Remembered so logs never show it.
+pub fn bot_token(config: &Config) -> anyhow::Result<&secrecy::SecretString> {
     let token = config
         .discord
         .token
         .as_ref()
         .context("DISCORD_TOKEN is not set: put the bot token from the Discord developer portal in DISCORD_TOKEN (or discord.token in the config)")?;
     crate::logging::remember_secret(token.expose_secret());
+    Ok(token)
+}
+
+/// Builds serenity's HTTP client: the real API with serenity's rate limiter (which waits out
+/// every 429 for its `Retry-After`, globally when Discord says so), or for tests a base URL
+/// without the limiter (`api_base`) or `discord.com` at another address with it
+/// (`tls_override`).
+pub fn build_http(config: &Config) -> anyhow::Result<Http> {
+    let token = bot_token(config)?;
+    let mut client = reqwest::Client::builder().use_rustls_tls();
+    if let Some(o) = &config.discord.tls_override {
+        tracing::warn!(
+            address = %o.address,
+            ca_file = %o.ca_file.display(),
+            "!!! discord.tls_override is set: discord.com is reached at this address, trusting this CA. Never set this in production. !!!"
+        );
+        let pem = std::fs::read(&o.ca_file).with_context(|| {
+            format!(
+                "reading discord.tls_override.ca_file {}",
+                o.ca_file.display()
+            )
+        })?;
+        let ca = reqwest::Certificate::from_pem(&pem).with_context(|| {
+            format!(
+                "parsing discord.tls_override.ca_file {}",
+                o.ca_file.display()
+            )
+        })?;
+        client = client
+            .add_root_certificate(ca)
+            .resolve("discord.com", o.address);
+    }
+    let client = client.build().context("building the Discord HTTP client")?;
+    // Unlike HttpBuilder, the rate limiter sends its token as given: it needs the prefix.
+    let secret = token.expose_secret().trim();
+    let header = if secret.starts_with("Bot ") {
+        secret.to_string()
+    } else {
+        format!("Bot {secret}")
+    };
+    // serenity's Client replaces the limiter's callback with `EventHandler::ratelimit`, which
+    // `RateLimitCounter` counts.
+    let limiter = serenity::Ratelimiter::new(client.clone(), header);
     let mut builder = serenity::HttpBuilder::new(token.expose_secret())
+        .client(client)
+        .ratelimiter(limiter)
         .default_allowed_mentions(CreateAllowedMentions::new());
-    if let Some(base) = &config.discord.api_base {
+    if let (Some(base), None) = (&config.discord.api_base, &config.discord.tls_override) {
         tracing::warn!(
             api_base = %base,
             "!!! discord.api_base is set: talking to a TEST Discord at this URL with serenity's rate limiter OFF. Never set this in production. !!!"
@@ -284,6 +336,22 @@ pub fn build_http(config: &Config) -> anyhow::Result<Http> {
             .ratelimiter_disabled(true);
     }
     Ok(builder.build())
+}
+
+/// Hears of every 429 serenity waits out (for its Retry-After): counts it, and for a global
+/// one holds the bot's other edits too (serenity makes only the refused request wait).
+/// serenity reports these to event handlers only, not to the framework.
+struct RateLimits(Arc<Data>);
+
+#[serenity::async_trait]
+impl serenity::EventHandler for RateLimits {
+    async fn ratelimit(&self, info: serenity::RatelimitInfo) {
+        self.0.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+        if info.global {
+            self.0.discord_pause.hold_for(info.timeout);
+        }
+        tracing::debug!(path = %info.path, wait_ms = info.timeout.as_millis() as u64, global = info.global, "Discord rate limit");
+    }
 }
 
 /// Sends an ephemeral explanation for a request the framework could not run; logs a failure.
@@ -395,6 +463,7 @@ pub async fn run(
         &engine,
         tasks.clone(),
         metrics,
+        cancel.child_token(),
     )?);
 
     let setup_data = data.clone();
@@ -430,6 +499,7 @@ pub async fn run(
         .framework(framework)
         // Interactions serenity cannot parse still get an answer.
         .raw_event_handler(unreadable::UnreadableInteractions)
+        .event_handler(RateLimits(data.clone()))
         .await
         .context("starting the Discord client")?;
     // One Http for everything: the application id arrives with READY.

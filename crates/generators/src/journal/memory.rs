@@ -149,4 +149,11 @@ impl Journal for MemoryJournal {
             Ok(())
         })
     }
+
+    fn meta_delete(&self, key: &str) -> Result<(), JournalError> {
+        self.with(|i| {
+            i.meta.remove(key);
+            Ok(())
+        })
+    }
 }

@@ -57,6 +57,8 @@ pub trait Journal: Send + Sync + 'static {
     /// A small key-value store for process-wide values (e.g. each backend's stable client id).
     fn meta_get(&self, key: &str) -> Result<Option<String>, JournalError>;
     fn meta_set(&self, key: &str, value: &str) -> Result<(), JournalError>;
+    /// Removes a value; removing one that is not there is not an error.
+    fn meta_delete(&self, key: &str) -> Result<(), JournalError>;
 }
 
 /// The WebSocket client id to use for a backend, the same across restarts: ComfyUI sends a

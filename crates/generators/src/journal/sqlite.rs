@@ -697,6 +697,20 @@ impl Journal for SqliteJournal {
             .map_err(|e| sql_err(e, format_args!("the journal value {key:?} cannot be saved")))
         })
     }
+
+    fn meta_delete(&self, key: &str) -> Result<(), JournalError> {
+        self.with(|conn| {
+            conn.prepare_cached("DELETE FROM meta WHERE key = ?1")
+                .and_then(|mut s| s.execute([key]))
+                .map(drop)
+                .map_err(|e| {
+                    sql_err(
+                        e,
+                        format_args!("the journal value {key:?} cannot be removed"),
+                    )
+                })
+        })
+    }
 }
 
 #[cfg(test)]
@@ -973,6 +987,9 @@ mod tests {
         );
         assert_eq!(j.meta_get("other").unwrap(), None);
         assert_eq!(j.meta_get("schema").unwrap(), None);
+        j.meta_delete("client_id").unwrap();
+        assert_eq!(j.meta_get("client_id").unwrap(), None);
+        j.meta_delete("never-there").unwrap();
     }
 
     #[test]
