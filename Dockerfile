@@ -3,6 +3,9 @@
 #   docker run -d --name comfycord -e DISCORD_TOKEN=… \
 #     -v "$PWD/config.json:/config/config.json:ro" -v comfycord-data:/data -v comfycord-outputs:/outputs \
 #     -p 127.0.0.1:9100:9100 comfycord
+# The config file is optional: with none mounted, env vars alone configure it
+# (-e COMFYUI_URL=http://gpu:8188, or -e COMFYCORD_BACKENDS='[{name="gpu",url="http://gpu:8188"}]').
+# crates/bot/tests/cli.rs runs this file's ENV, WORKDIR and ENTRYPOINT against a fake Discord.
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
@@ -31,7 +34,8 @@ ENV COMFYCORD_WORKFLOWS_DIR=/app/workflows \
 VOLUME ["/config", "/data", "/outputs"]
 EXPOSE 9100
 USER comfycord
-WORKDIR /app
+# ./config.json is read when present (mounted at /config/config.json) and skipped when not.
+WORKDIR /config
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
-  CMD ["comfycord", "--config", "/config/config.json", "healthcheck"]
-ENTRYPOINT ["comfycord", "--config", "/config/config.json"]
+  CMD ["comfycord", "healthcheck"]
+ENTRYPOINT ["comfycord"]

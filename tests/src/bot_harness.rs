@@ -71,7 +71,33 @@ fn merge(base: &mut Value, over: &Value) {
     }
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
+/// The config the harness runs the bot with: the fake Discord (serenity's rate limiter on),
+/// one backend at `comfy_url`, workflows, data and outputs under `dir`, generous limits.
+pub fn base_config(discord: &FakeDiscord, comfy_url: &str, dir: &Path) -> Value {
+    json!({
+        "backends": [{"name": "fake", "url": comfy_url}],
+        "workflows_dir": dir.join("workflows"),
+        "data_dir": dir.join("data"),
+        "outputs": {"dir": dir.join("outputs")},
+        "progress": {"edit_interval_ms": 100},
+        "limits": {"user_per_minute": 600, "user_burst": 100, "global_per_minute": 6000,
+                   "global_burst": 1000, "max_pending_per_user": 50, "max_queue_depth": 2000},
+        "discord": {
+            "token": discord.token(),
+            // Attachments are served here; with `tls_override`, nothing else is.
+            "api_base": discord.rest_url(),
+            // As in production: serenity's rate limiter on, talking to "discord.com".
+            "tls_override": {
+                "address": discord.tls_address(),
+                "ca_file": fake_discord::tls::ca_file(),
+            },
+            "register_in_guild": GUILD_ID,
+        },
+    })
+}
+
+/// A fresh temp folder for one bot.
+pub fn temp_dir(tag: &str) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("comfycord-bot-{tag}-{}-{n}", std::process::id()));
@@ -140,26 +166,7 @@ impl BotUnderTest {
             Ok(url) if !url.trim().is_empty() && !opts.fake_comfy_only => url.trim().to_string(),
             _ => comfy.url(),
         };
-        let mut config = json!({
-            "backends": [{"name": "fake", "url": comfy_url}],
-            "workflows_dir": workflows,
-            "data_dir": dir.join("data"),
-            "outputs": {"dir": dir.join("outputs")},
-            "progress": {"edit_interval_ms": 100},
-            "limits": {"user_per_minute": 600, "user_burst": 100, "global_per_minute": 6000,
-                       "global_burst": 1000, "max_pending_per_user": 50, "max_queue_depth": 2000},
-            "discord": {
-                "token": discord.token(),
-                // Attachments are served here; with `tls_override`, nothing else is.
-                "api_base": discord.rest_url(),
-                // As in production: serenity's rate limiter on, talking to "discord.com".
-                "tls_override": {
-                    "address": discord.tls_address(),
-                    "ca_file": fake_discord::tls::ca_file(),
-                },
-                "register_in_guild": GUILD_ID,
-            },
-        });
+        let mut config = base_config(&discord, &comfy_url, &dir);
         merge(&mut config, &opts.config);
         let config_path = dir.join("config.json");
         std::fs::write(

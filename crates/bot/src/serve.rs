@@ -17,6 +17,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 
+/// From ctrl-c or SIGTERM to exit, at most (Docker's stop timeout is 10 s before SIGKILL).
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
+
 /// How often old outputs are pruned.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
@@ -228,22 +231,33 @@ pub async fn serve(
         &tracker,
     );
     tokio::pin!(bot);
-    let result = tokio::select! {
-        r = &mut bot => r,
+    let (result, deadline) = tokio::select! {
+        r = &mut bot => (r, tokio::time::Instant::now() + SHUTDOWN_BUDGET),
         _ = shutdown => {
             tracing::info!(
                 "shutting down; running jobs stay queued on their backends and resume at the next start"
             );
+            let deadline = tokio::time::Instant::now() + SHUTDOWN_BUDGET;
             cancel.cancel();
-            bot.await
+            // The Discord side keeps within its own share; this only guards against a hang.
+            let r = tokio::time::timeout_at(deadline, bot)
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the Discord side did not stop in time")));
+            (r, deadline)
         }
     };
     cancel.cancel();
-    for c in &clients {
-        c.shutdown().await;
+    let stopped = tokio::time::timeout_at(deadline, async {
+        for c in &clients {
+            c.shutdown().await;
+        }
+        tracker.close();
+        tracker.wait().await;
+    })
+    .await;
+    if stopped.is_err() {
+        tracing::warn!("some tasks were still stopping when the shutdown budget ran out");
     }
-    tracker.close();
-    tracker.wait().await;
     tracing::info!("stopped");
     result
 }

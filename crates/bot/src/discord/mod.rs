@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context as _;
 use core_comfyui::{Catalog, WorkflowKind};
+use futures_util::StreamExt as _;
 use generators::{ComfyGenerator, JobRecord, Journal, Scheduler};
 use poise::serenity_prelude as serenity;
 use secrecy::ExposeSecret;
@@ -30,8 +31,13 @@ use crate::serve::Engine;
 /// Internal errors of command handlers; users see a sentence with an id instead.
 pub type Error = anyhow::Error;
 
-/// Longest wait for each shutdown step (notices, gateway close, uploads in flight).
-const SHUTDOWN_STEP: std::time::Duration = std::time::Duration::from_secs(8);
+/// The Discord side's share of the shutdown budget (see [`crate::serve::SHUTDOWN_BUDGET`]):
+/// last edits, then the notices, the gateway close and the uploads in flight, together.
+const DISCORD_STOP_BUDGET: std::time::Duration = std::time::Duration::from_secs(7);
+/// Progress edits in flight get at most this long to land before the notices go out.
+const LAST_EDITS_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+/// Restart notices sent at once.
+const NOTICES_AT_ONCE: usize = 8;
 /// Shutdown notices sent to waiting users, at most (each is a Discord edit).
 const MAX_SHUTDOWN_NOTICES: usize = 50;
 
@@ -230,7 +236,33 @@ impl Data {
 }
 
 /// On shutdown: every unfinished job's message says the bot is restarting and the job is kept.
-async fn tell_waiting_users(data: &Data, http: &Http) {
+/// One restart notice; whether it landed.
+async fn tell_one(
+    data: Arc<Data>,
+    http: Arc<Http>,
+    r: JobRecord,
+    route: delivery::Route,
+    fresh: std::time::Duration,
+) -> bool {
+    let text = match r.state {
+        generators::JobState::Waiting => "The bot is restarting. Your job keeps its place in the queue and continues when it is back.",
+        _ => "The bot is restarting. Your job keeps running; its result will be posted here.",
+    };
+    let prompt = r.spec.values.get("prompt").and_then(|v| v.as_str());
+    let edit = delivery::MessageEdit {
+        embeds: Some(vec![render::paused_embed(text, prompt)]),
+        ..delivery::MessageEdit::default()
+    };
+    match delivery::edit_job_message(&http, &data.routes, &r.id, &route, fresh, edit).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!(job = %r.id, error = %e, "could not tell about the restart");
+            false
+        }
+    }
+}
+
+async fn tell_waiting_users(data: &Arc<Data>, http: &Arc<Http>) {
     let records = match data.journal.unfinished() {
         Ok(r) => r,
         Err(e) => {
@@ -239,33 +271,23 @@ async fn tell_waiting_users(data: &Data, http: &Http) {
         }
     };
     let fresh = data.config().interaction_fresh();
-    let mut told = 0;
-    for r in records
-        .iter()
+    let notices: Vec<_> = records
+        .into_iter()
         .filter(|r| r.state.is_active())
         .take(MAX_SHUTDOWN_NOTICES)
-    {
-        let Some(route) = data
-            .routes
-            .get(&r.id)
-            .or_else(|| delivery::route_from_record(r))
-        else {
-            continue;
-        };
-        let text = match r.state {
-            generators::JobState::Waiting => "The bot is restarting. Your job keeps its place in the queue and continues when it is back.",
-            _ => "The bot is restarting. Your job keeps running; its result will be posted here.",
-        };
-        let prompt = r.spec.values.get("prompt").and_then(|v| v.as_str());
-        let edit = delivery::MessageEdit {
-            embeds: Some(vec![render::paused_embed(text, prompt)]),
-            ..delivery::MessageEdit::default()
-        };
-        match delivery::edit_job_message(http, &data.routes, &r.id, &route, fresh, edit).await {
-            Ok(_) => told += 1,
-            Err(e) => tracing::debug!(job = %r.id, error = %e, "could not tell about the restart"),
-        }
-    }
+        .filter_map(|r| {
+            let route = data
+                .routes
+                .get(&r.id)
+                .or_else(|| delivery::route_from_record(&r))?;
+            Some(tell_one(data.clone(), http.clone(), r, route, fresh))
+        })
+        .collect();
+    let told: Vec<bool> = futures_util::stream::iter(notices)
+        .buffer_unordered(NOTICES_AT_ONCE)
+        .collect()
+        .await;
+    let told = told.into_iter().filter(|ok| *ok).count();
     if told > 0 {
         tracing::info!(jobs = told, "told waiting users about the restart");
     }
@@ -515,23 +537,26 @@ pub async fn run(
         r = client.start() => r.context("the Discord connection ended"),
         _ = cancel.cancelled() => Ok(()),
     };
-    // Stop taking commands, let the last edits land, then tell the people still waiting.
+    // Stop taking commands, let the last edits land, then tell the people still waiting. The
+    // whole stop fits one budget, so a slow Discord cannot hold the process past Docker's
+    // stop timeout; what does not fit is left in the journal for the next start.
+    let deadline = tokio::time::Instant::now() + DISCORD_STOP_BUDGET;
     data.stopping.store(true, Ordering::Relaxed);
     cancel.cancel();
-    let _ = delivery.await;
-    // Each step is bounded so a slow Discord cannot hold the process past a stop timeout.
-    if tokio::time::timeout(SHUTDOWN_STEP, tell_waiting_users(&data, &http))
-        .await
-        .is_err()
-    {
+    let edits_done = deadline.min(tokio::time::Instant::now() + LAST_EDITS_BUDGET);
+    if tokio::time::timeout_at(edits_done, delivery).await.is_err() {
+        tracing::warn!("progress edits still in flight at shutdown; left behind");
+    }
+    tasks.close();
+    let (told, _, uploads) = tokio::join!(
+        tokio::time::timeout_at(deadline, tell_waiting_users(&data, &http)),
+        tokio::time::timeout_at(deadline, shards.shutdown_all()),
+        tokio::time::timeout_at(deadline, tasks.wait()),
+    );
+    if told.is_err() {
         tracing::warn!("gave up telling waiting users about the restart");
     }
-    let _ = tokio::time::timeout(SHUTDOWN_STEP, shards.shutdown_all()).await;
-    tasks.close();
-    if tokio::time::timeout(SHUTDOWN_STEP, tasks.wait())
-        .await
-        .is_err()
-    {
+    if uploads.is_err() {
         tracing::warn!("results still uploading at shutdown; they are delivered at the next start");
     }
     result
