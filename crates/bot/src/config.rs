@@ -194,13 +194,28 @@ impl Default for LimitsSection {
 pub struct AttachmentsSection {
     pub max_mib: u64,
     pub max_side: u32,
+    /// What one input may take once decoded: pixels × bytes per pixel × frames.
+    pub max_decoded_mib: u64,
+    /// Frames of an animated input (GIF, animated WebP).
+    pub max_frames: u32,
+    /// Length of a video input.
+    pub max_video_secs: u32,
+    /// Inputs checked (decoded) at once; more wait their turn.
+    pub max_concurrent_decodes: usize,
 }
+
+/// Two decodes at once keep a 2-core host responsive under a burst of uploads.
+pub const DEFAULT_CONCURRENT_DECODES: usize = 2;
 
 impl Default for AttachmentsSection {
     fn default() -> Self {
         AttachmentsSection {
             max_mib: validation::bounds::DEFAULT_MAX_ATTACHMENT_BYTES / (1024 * 1024),
             max_side: validation::bounds::DEFAULT_MAX_IMAGE_SIDE,
+            max_decoded_mib: validation::bounds::DEFAULT_MAX_DECODED_BYTES / (1024 * 1024),
+            max_frames: validation::bounds::DEFAULT_MAX_FRAMES,
+            max_video_secs: validation::bounds::DEFAULT_MAX_VIDEO_SECS,
+            max_concurrent_decodes: DEFAULT_CONCURRENT_DECODES,
         }
     }
 }
@@ -698,6 +713,22 @@ impl Config {
             ("attachments.max_mib", self.attachments.max_mib),
             ("attachments.max_side", u64::from(self.attachments.max_side)),
             (
+                "attachments.max_decoded_mib",
+                self.attachments.max_decoded_mib,
+            ),
+            (
+                "attachments.max_frames",
+                u64::from(self.attachments.max_frames),
+            ),
+            (
+                "attachments.max_video_secs",
+                u64::from(self.attachments.max_video_secs),
+            ),
+            (
+                "attachments.max_concurrent_decodes",
+                self.attachments.max_concurrent_decodes as u64,
+            ),
+            (
                 "outputs.keep_count",
                 self.outputs.keep_count.map_or(1, |n| n as u64),
             ),
@@ -815,6 +846,9 @@ impl Config {
         validation::AttachmentRules {
             max_bytes: self.attachments.max_mib * 1024 * 1024,
             max_side: self.attachments.max_side,
+            max_decoded_bytes: self.attachments.max_decoded_mib * 1024 * 1024,
+            max_frames: self.attachments.max_frames,
+            max_video_secs: self.attachments.max_video_secs,
             ..validation::AttachmentRules::default()
         }
     }

@@ -87,15 +87,6 @@ impl MediaFormat {
             None
         }
     }
-
-    fn image_format(self) -> Option<image::ImageFormat> {
-        match self {
-            MediaFormat::Png => Some(image::ImageFormat::Png),
-            MediaFormat::Jpeg => Some(image::ImageFormat::Jpeg),
-            MediaFormat::Webp => Some(image::ImageFormat::WebP),
-            MediaFormat::Gif | MediaFormat::Mp4 => None,
-        }
-    }
 }
 
 /// What a workflow accepts.
@@ -103,7 +94,11 @@ impl MediaFormat {
 pub struct AttachmentRules {
     pub max_bytes: u64,
     pub max_side: u32,
-    pub max_decode_alloc: u64,
+    /// Pixels × bytes per pixel × frames, checked from the header before anything is decoded;
+    /// also the decoder's allocation cap.
+    pub max_decoded_bytes: u64,
+    pub max_frames: u32,
+    pub max_video_secs: u32,
     /// GIF and MP4 are accepted only where a workflow takes video.
     pub allow_video: bool,
 }
@@ -113,7 +108,9 @@ impl Default for AttachmentRules {
         AttachmentRules {
             max_bytes: DEFAULT_MAX_ATTACHMENT_BYTES,
             max_side: DEFAULT_MAX_IMAGE_SIDE,
-            max_decode_alloc: DEFAULT_MAX_DECODE_ALLOC,
+            max_decoded_bytes: DEFAULT_MAX_DECODED_BYTES,
+            max_frames: DEFAULT_MAX_FRAMES,
+            max_video_secs: DEFAULT_MAX_VIDEO_SECS,
             allow_video: false,
         }
     }
@@ -143,12 +140,16 @@ pub struct DeclaredAttachment {
 }
 
 /// An attachment that passed every check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CheckedMedia {
     pub format: MediaFormat,
-    /// For images; `None` for video.
+    /// Pixels (a video's from its track header); `None` when the file does not say.
     pub width: Option<u32>,
     pub height: Option<u32>,
+    /// Frames of an image (1 for a still one); `None` for video.
+    pub frames: Option<u32>,
+    /// Seconds of a video.
+    pub duration_secs: Option<f64>,
 }
 
 /// Only `https` URLs on Discord's CDN are fetched.
@@ -227,51 +228,191 @@ pub fn inspect(
                 .to_string(),
         });
     }
-    let Some(format) = declared.image_format() else {
-        return Ok(CheckedMedia {
-            format: declared,
-            width: None,
-            height: None,
-        });
-    };
-    let undecodable = |e: image::ImageError| Refusal::Undecodable {
-        name: att.filename.clone(),
-        reason: e.to_string(),
-    };
-    let reader = || {
-        let mut r = image::ImageReader::with_format(Cursor::new(bytes), format);
-        let mut limits = image::Limits::default();
-        limits.max_image_width = Some(rules.max_side);
-        limits.max_image_height = Some(rules.max_side);
-        limits.max_alloc = Some(rules.max_decode_alloc);
-        r.limits(limits);
-        r
-    };
-    // The header alone gives the size; a bomb stops here without a single pixel decoded.
-    let (width, height) = image::ImageReader::with_format(Cursor::new(bytes), format)
-        .into_dimensions()
-        .map_err(undecodable)?;
+    let name = &att.filename;
+    match declared {
+        MediaFormat::Gif => inspect_gif(bytes, name, rules),
+        MediaFormat::Mp4 => inspect_mp4(bytes, name, rules),
+        MediaFormat::Png => inspect_image(bytes, declared, image::ImageFormat::Png, name, rules),
+        MediaFormat::Jpeg => inspect_image(bytes, declared, image::ImageFormat::Jpeg, name, rules),
+        MediaFormat::Webp => inspect_image(bytes, declared, image::ImageFormat::WebP, name, rules),
+    }
+}
+
+fn check_side(name: &str, width: u32, height: u32, rules: &AttachmentRules) -> Result<(), Refusal> {
     if width > rules.max_side || height > rules.max_side {
         return Err(Refusal::ImageTooLarge {
-            name: att.filename.clone(),
+            name: name.to_string(),
             width,
             height,
             max_side: rules.max_side,
         });
     }
-    reader().decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => Refusal::ImageTooLarge {
-            name: att.filename.clone(),
+    Ok(())
+}
+
+/// Frames and decoded size against the rules, before a pixel is decoded.
+fn check_budget(
+    name: &str,
+    (width, height): (u32, u32),
+    bytes_per_pixel: u64,
+    frames: u32,
+    rules: &AttachmentRules,
+) -> Result<(), Refusal> {
+    if frames > rules.max_frames {
+        return Err(Refusal::TooManyFrames {
+            name: name.to_string(),
+            frames,
+            max: rules.max_frames,
+        });
+    }
+    let decoded = u64::from(width)
+        .saturating_mul(u64::from(height))
+        .saturating_mul(bytes_per_pixel)
+        .saturating_mul(u64::from(frames.max(1)));
+    if decoded > rules.max_decoded_bytes {
+        return Err(Refusal::DecodeTooLarge {
+            name: name.to_string(),
             width,
             height,
-            max_side: rules.max_side,
+            frames,
+            bytes: decoded,
+            max: rules.max_decoded_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// PNG, JPEG, WebP: dimensions, colour type and (WebP) frames come from the header; a bomb
+/// stops there. Then one full decode under an allocation cap proves the data is whole.
+fn inspect_image(
+    bytes: &[u8],
+    declared: MediaFormat,
+    format: image::ImageFormat,
+    name: &str,
+    rules: &AttachmentRules,
+) -> Result<CheckedMedia, Refusal> {
+    use image::ImageDecoder as _;
+    let undecodable = |e: &dyn std::fmt::Display| Refusal::Undecodable {
+        name: name.to_string(),
+        reason: e.to_string(),
+    };
+    let header = image::ImageReader::with_format(Cursor::new(bytes), format)
+        .into_decoder()
+        .map_err(|e| undecodable(&e))?;
+    let (width, height) = header.dimensions();
+    let bytes_per_pixel = u64::from(header.color_type().bytes_per_pixel());
+    drop(header);
+    check_side(name, width, height, rules)?;
+    let frames = if declared == MediaFormat::Webp {
+        image_webp::WebPDecoder::new(Cursor::new(bytes))
+            .map_err(|e| undecodable(&e))?
+            .num_frames()
+            .max(1)
+    } else {
+        1
+    };
+    check_budget(name, (width, height), bytes_per_pixel, frames, rules)?;
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(rules.max_side);
+    limits.max_image_height = Some(rules.max_side);
+    limits.max_alloc = Some(rules.max_decoded_bytes);
+    reader.limits(limits);
+    reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => Refusal::DecodeTooLarge {
+            name: name.to_string(),
+            width,
+            height,
+            frames,
+            bytes: u64::from(width) * u64::from(height) * bytes_per_pixel,
+            max: rules.max_decoded_bytes,
         },
-        other => undecodable(other),
+        other => undecodable(&other),
     })?;
     Ok(CheckedMedia {
         format: declared,
         width: Some(width),
         height: Some(height),
+        frames: Some(frames),
+        duration_secs: None,
+    })
+}
+
+/// GIF: the screen size and the frames are counted from the block structure, without LZW
+/// decoding; the count stops one past the limit.
+fn inspect_gif(bytes: &[u8], name: &str, rules: &AttachmentRules) -> Result<CheckedMedia, Refusal> {
+    let undecodable = |e: gif::DecodingError| Refusal::Undecodable {
+        name: name.to_string(),
+        reason: e.to_string(),
+    };
+    let mut options = gif::DecodeOptions::new();
+    options.skip_frame_decoding(true);
+    options.set_memory_limit(gif::MemoryLimit::Bytes(
+        std::num::NonZeroU64::new(rules.max_decoded_bytes.max(1))
+            .unwrap_or(std::num::NonZeroU64::MIN),
+    ));
+    let mut decoder = options.read_info(Cursor::new(bytes)).map_err(undecodable)?;
+    let (width, height) = (u32::from(decoder.width()), u32::from(decoder.height()));
+    check_side(name, width, height, rules)?;
+    let mut frames: u32 = 0;
+    while frames <= rules.max_frames {
+        match decoder.next_frame_info().map_err(undecodable)? {
+            Some(_) => frames += 1,
+            None => break,
+        }
+    }
+    if frames == 0 {
+        return Err(Refusal::Undecodable {
+            name: name.to_string(),
+            reason: "it has no frames".into(),
+        });
+    }
+    check_budget(name, (width, height), GIF_BYTES_PER_PIXEL, frames, rules)?;
+    Ok(CheckedMedia {
+        format: MediaFormat::Gif,
+        width: Some(width),
+        height: Some(height),
+        frames: Some(frames),
+        duration_secs: None,
+    })
+}
+
+/// MP4: length and picture size from the container (no frame is decoded).
+fn inspect_mp4(bytes: &[u8], name: &str, rules: &AttachmentRules) -> Result<CheckedMedia, Refusal> {
+    let undecodable = |reason: String| Refusal::UndecodableVideo {
+        name: name.to_string(),
+        reason,
+    };
+    let context =
+        mp4parse::read_mp4(&mut Cursor::new(bytes)).map_err(|e| undecodable(format!("{e:?}")))?;
+    let video = context
+        .tracks
+        .iter()
+        .find(|t| t.track_type == mp4parse::TrackType::Video)
+        .ok_or_else(|| undecodable("it has no video track".into()))?;
+    // Track header sizes are 16.16 fixed point.
+    let (width, height) = video
+        .tkhd
+        .as_ref()
+        .map_or((0, 0), |t| (t.width >> 16, t.height >> 16));
+    check_side(name, width, height, rules)?;
+    let secs = match (video.duration, video.timescale) {
+        (Some(d), Some(t)) if t.0 > 0 => d.0 as f64 / t.0 as f64,
+        _ => return Err(undecodable("its length is not stated".into())),
+    };
+    if secs > f64::from(rules.max_video_secs) {
+        return Err(Refusal::VideoTooLong {
+            name: name.to_string(),
+            secs,
+            max_secs: rules.max_video_secs,
+        });
+    }
+    Ok(CheckedMedia {
+        format: MediaFormat::Mp4,
+        width: (width > 0).then_some(width),
+        height: (height > 0).then_some(height),
+        frames: None,
+        duration_secs: Some(secs),
     })
 }
 
@@ -403,10 +544,227 @@ mod tests {
         );
         // Within the side limit but over the allocation cap: refused by the decoder's limits.
         let tight = AttachmentRules {
-            max_decode_alloc: 1024,
+            max_decoded_bytes: 1024,
             ..AttachmentRules::default()
         };
-        assert!(inspect(&png(64, 64), &att("image/png", 0), &tight).is_err());
+        assert!(matches!(
+            inspect(&png(64, 64), &att("image/png", 0), &tight),
+            Err(Refusal::DecodeTooLarge { bytes: 12288, .. })
+        ));
+    }
+
+    /// A PNG whose header says `side`×`side`, `bit_depth`-bit `color_type`, with one tiny
+    /// IDAT: a few hundred bytes that claim a huge picture.
+    fn png_header_only(side: u32, bit_depth: u8, color_type: u8) -> Vec<u8> {
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut chunk = |kind: &[u8], data: &[u8]| {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let mut c = kind.to_vec();
+            c.extend_from_slice(data);
+            let crc = crc32(&c);
+            out.extend_from_slice(&c);
+            out.extend_from_slice(&crc.to_be_bytes());
+        };
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&side.to_be_bytes());
+        ihdr.extend_from_slice(&side.to_be_bytes());
+        ihdr.extend_from_slice(&[bit_depth, color_type, 0, 0, 0]);
+        chunk(b"IHDR", &ihdr);
+        chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+        chunk(b"IEND", &[]);
+        out
+    }
+
+    #[test]
+    fn a_16_bit_rgba_bomb_is_refused_by_its_decoded_size() {
+        // 8192² passes the side limit; 8192² × 8 bytes is 512 MiB.
+        let bomb = png_header_only(8192, 16, 6);
+        let e = inspect(&bomb, &att("image/png", 0), &AttachmentRules::default()).unwrap_err();
+        assert!(
+            matches!(e, Refusal::DecodeTooLarge { bytes, .. } if bytes == 8192 * 8192 * 8),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "cat.png would need 512.0 MiB of memory to open (8192×8192); the limit is 128.0 MiB; send a smaller image"
+        );
+        // The same picture in 8-bit grey is 64 MiB: within the budget, so it goes on to the
+        // full decode (which finds the data missing).
+        let grey = png_header_only(8192, 8, 0);
+        let e = inspect(&grey, &att("image/png", 0), &AttachmentRules::default()).unwrap_err();
+        assert!(matches!(e, Refusal::Undecodable { .. }), "{e:?}");
+    }
+
+    fn gif(side: u16, frames: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        {
+            let mut enc =
+                gif::Encoder::new(&mut out, side, side, &[0, 0, 0, 255, 255, 255]).unwrap();
+            for i in 0..frames {
+                let pixels = vec![(i % 2) as u8; usize::from(side) * usize::from(side)];
+                let frame = gif::Frame {
+                    width: side,
+                    height: side,
+                    buffer: std::borrow::Cow::Owned(pixels),
+                    ..gif::Frame::default()
+                };
+                enc.write_frame(&frame).unwrap();
+            }
+        }
+        out
+    }
+
+    fn video_rules() -> AttachmentRules {
+        AttachmentRules {
+            allow_video: true,
+            ..AttachmentRules::default()
+        }
+    }
+
+    #[test]
+    fn gif_frames_are_counted_and_budgeted() {
+        let ok = inspect(&gif(16, 3), &att("image/gif", 0), &video_rules()).unwrap();
+        assert_eq!((ok.width, ok.frames), (Some(16), Some(3)));
+        let few = AttachmentRules {
+            max_frames: 2,
+            ..video_rules()
+        };
+        assert_eq!(
+            inspect(&gif(16, 5), &att("image/gif", 0), &few)
+                .unwrap_err()
+                .to_string(),
+            "cat.png has 3 frames; the limit is 2"
+        );
+        // 64² × 4 bytes × 10 frames = 160 KiB over a 100 KiB budget.
+        let small = AttachmentRules {
+            max_decoded_bytes: 100 * 1024,
+            ..video_rules()
+        };
+        let e = inspect(&gif(64, 10), &att("image/gif", 0), &small).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Refusal::DecodeTooLarge {
+                    frames: 10,
+                    bytes: 163_840,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("(64×64, 10 frames)"), "{e}");
+    }
+
+    /// An animated WebP of `frames` copies of a lossless `side`² frame.
+    fn animated_webp(side: u32, frames: usize) -> Vec<u8> {
+        let img = image::RgbaImage::from_pixel(side, side, image::Rgba([1, 2, 3, 255]));
+        let mut still = Cursor::new(Vec::new());
+        img.write_to(&mut still, image::ImageFormat::WebP).unwrap();
+        let still = still.into_inner();
+        // The still file is RIFF....WEBP then one VP8L chunk.
+        let vp8l = &still[12..];
+        let u24 = |v: u32| v.to_le_bytes()[..3].to_vec();
+        let chunk = |kind: &[u8], data: &[u8]| {
+            let mut c = kind.to_vec();
+            c.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            c.extend_from_slice(data);
+            if data.len() % 2 == 1 {
+                c.push(0);
+            }
+            c
+        };
+        let mut vp8x = vec![0x02, 0, 0, 0]; // animation flag
+        vp8x.extend(u24(side - 1));
+        vp8x.extend(u24(side - 1));
+        let mut body = b"WEBP".to_vec();
+        body.extend(chunk(b"VP8X", &vp8x));
+        body.extend(chunk(b"ANIM", &[0, 0, 0, 0, 0, 0]));
+        for _ in 0..frames {
+            let mut anmf = Vec::new();
+            anmf.extend(u24(0));
+            anmf.extend(u24(0));
+            anmf.extend(u24(side - 1));
+            anmf.extend(u24(side - 1));
+            anmf.extend(u24(100));
+            anmf.push(0);
+            anmf.extend_from_slice(vp8l);
+            body.extend(chunk(b"ANMF", &anmf));
+        }
+        let mut out = b"RIFF".to_vec();
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend(body);
+        out
+    }
+
+    #[test]
+    fn animated_webp_frames_are_counted_and_budgeted() {
+        let ok = inspect(
+            &animated_webp(8, 4),
+            &att("image/webp", 0),
+            &AttachmentRules::default(),
+        )
+        .unwrap();
+        assert_eq!(ok.frames, Some(4));
+        let few = AttachmentRules {
+            max_frames: 3,
+            ..AttachmentRules::default()
+        };
+        assert!(matches!(
+            inspect(&animated_webp(8, 4), &att("image/webp", 0), &few),
+            Err(Refusal::TooManyFrames {
+                frames: 4,
+                max: 3,
+                ..
+            })
+        ));
+        let small = AttachmentRules {
+            // No alpha flag in the container: 3 bytes a pixel.
+            max_decoded_bytes: 8 * 8 * 3 * 3,
+            ..AttachmentRules::default()
+        };
+        assert!(matches!(
+            inspect(&animated_webp(8, 4), &att("image/webp", 0), &small),
+            Err(Refusal::DecodeTooLarge { frames: 4, .. })
+        ));
+    }
+
+    fn fixture_mp4(name: &str) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/fixtures/cosmos/media")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn videos_are_measured_from_their_container() {
+        let clip = fixture_mp4("input.mp4");
+        let ok = inspect(&clip, &att("video/mp4", 0), &video_rules()).unwrap();
+        let secs = ok.duration_secs.unwrap();
+        assert!(secs > 0.0 && secs < 60.0, "{secs}");
+        assert!(ok.width.is_some() && ok.height.is_some());
+        let short = AttachmentRules {
+            max_video_secs: 0,
+            ..video_rules()
+        };
+        assert!(matches!(
+            inspect(&clip, &att("video/mp4", 0), &short),
+            Err(Refusal::VideoTooLong { .. })
+        ));
+        let narrow = AttachmentRules {
+            max_side: 8,
+            ..video_rules()
+        };
+        assert!(matches!(
+            inspect(&clip, &att("video/mp4", 0), &narrow),
+            Err(Refusal::ImageTooLarge { .. })
+        ));
+        // An ftyp box and nothing else: refused as unreadable, not accepted blind.
+        let mut stub = 16u32.to_be_bytes().to_vec();
+        stub.extend_from_slice(b"ftypisom\0\0\0\0");
+        let e = inspect(&stub, &att("video/mp4", 0), &video_rules()).unwrap_err();
+        assert!(matches!(e, Refusal::UndecodableVideo { .. }), "{e:?}");
     }
 
     fn crc32(data: &[u8]) -> u32 {

@@ -26,8 +26,15 @@ pub const MAX_LORA_STRENGTH: f64 = 2.0;
 /// Discord's default upload limit; servers with boosts allow more, configured per bot.
 pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 25 * 1024 * 1024;
 pub const DEFAULT_MAX_IMAGE_SIDE: u32 = 8192;
-/// Cap on what the decoder may allocate for one image.
-pub const DEFAULT_MAX_DECODE_ALLOC: u64 = 512 * 1024 * 1024;
+/// Decoded size one input may have: pixels × bytes per pixel × frames. A 4096² RGBA image
+/// is 64 MiB; a 510 KB PNG of 8192² RGBA16 would be 512 MiB.
+pub const DEFAULT_MAX_DECODED_BYTES: u64 = 128 * 1024 * 1024;
+/// Frames in one animated input (GIF, animated WebP).
+pub const DEFAULT_MAX_FRAMES: u32 = 600;
+/// Length of one video input.
+pub const DEFAULT_MAX_VIDEO_SECS: u32 = 120;
+/// Bytes per pixel of a decoded GIF frame (RGBA).
+pub const GIF_BYTES_PER_PIXEL: u64 = 4;
 
 /// The only hosts attachments are fetched from.
 pub const DISCORD_CDN_HOSTS: &[&str] = &["cdn.discordapp.com", "media.discordapp.net"];

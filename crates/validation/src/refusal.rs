@@ -97,6 +97,30 @@ pub enum Refusal {
     },
     #[error("{name} could not be read as an image ({reason}); send a PNG, JPEG or WebP file")]
     Undecodable { name: String, reason: String },
+    #[error("{name} could not be read as a video ({reason}); send an MP4 file")]
+    UndecodableVideo { name: String, reason: String },
+    #[error(
+        "{name} would need {} of memory to open ({width}×{height}{}); the limit is {}; send a smaller image",
+        fmt_bytes(*.bytes),
+        if *.frames > 1 { format!(", {} frames", .frames) } else { String::new() },
+        fmt_bytes(*.max)
+    )]
+    DecodeTooLarge {
+        name: String,
+        width: u32,
+        height: u32,
+        frames: u32,
+        bytes: u64,
+        max: u64,
+    },
+    #[error("{name} has {frames} frames; the limit is {max}")]
+    TooManyFrames { name: String, frames: u32, max: u32 },
+    #[error("{name} is {secs:.1} s long; the limit is {max_secs} s")]
+    VideoTooLong {
+        name: String,
+        secs: f64,
+        max_secs: u32,
+    },
     #[error("attachments must come from Discord itself ({reason})")]
     ForeignUrl { reason: String },
     #[error("you are going too fast; try again in {retry_after_secs} s")]

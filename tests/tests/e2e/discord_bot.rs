@@ -13,6 +13,7 @@ use tests::fake_comfyui::{self, tiny_png};
 use tests::fake_discord::{
     InteractionSpec, StoredMessage, GENERAL_CHANNEL_ID, NSFW_CHANNEL_ID, OTHER_USER_ID, USER_ID,
 };
+use tests::support::png_bomb;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Discord's acknowledgement deadline.
@@ -592,6 +593,24 @@ async fn img2img_from_an_attachment() {
     ack(&bot, bad.id).await;
     let text = refusal(&bot, &bad.token).await;
     assert!(text.contains("fake.png"), "{text}");
+    // A decompression bomb (8192² of 16-bit RGBA claimed by a tiny file) is refused from its
+    // header, with what it would cost.
+    let bomb = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::command("generate")
+                .option("prompt", "x")
+                .in_channel(GENERAL_CHANNEL_ID)
+                .by_user(USER_ID)
+                .attachment_bytes("image", "bomb.png", "image/png", png_bomb(8192)),
+        )
+        .unwrap();
+    ack(&bot, bomb.id).await;
+    let text = refusal(&bot, &bomb.token).await;
+    assert!(
+        text.contains("bomb.png would need 512.0 MiB of memory to open (8192×8192)"),
+        "{text}"
+    );
     bot.shutdown().await;
 }
 

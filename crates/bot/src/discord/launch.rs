@@ -155,7 +155,25 @@ pub async fn fetch_inputs(
         let bytes = download(data, &a.url, rules.max_bytes)
             .await
             .map_err(|e| format!("Could not download {}: {e}", a.filename))?;
-        let media = inspect(&bytes, &declared, &rules).map_err(|r: Refusal| r.to_string())?;
+        // Decoding is CPU and memory work: off the async threads, a bounded number at once.
+        let permit = data
+            .decodes
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| internal("waiting to check an input", &e))?;
+        let (bytes, media) = {
+            let rules = rules.clone();
+            let declared = declared.clone();
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let media = inspect(&bytes, &declared, &rules);
+                (bytes, media)
+            })
+            .await
+            .map_err(|e| internal("checking an input", &e))?
+        };
+        let media = media.map_err(|r: Refusal| r.to_string())?;
         let path = dir.join(format!("{}-{i}.{}", job.as_str(), media.format.extension()));
         tokio::fs::create_dir_all(&dir)
             .await

@@ -61,6 +61,8 @@ pub struct Data {
     pub cancel: CancellationToken,
     /// Set while Discord has rate limited the bot as a whole.
     pub discord_pause: delivery::GlobalPause,
+    /// Input checks (full decodes) running at once, at most.
+    pub decodes: Arc<tokio::sync::Semaphore>,
     nsfw_channels: Mutex<HashMap<u64, bool>>,
 }
 
@@ -90,6 +92,7 @@ impl Data {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the download client")?;
+        let decodes = config.attachments.max_concurrent_decodes.max(1);
         Ok(Data {
             catalog: RwLock::new(engine.catalog.clone()),
             config: RwLock::new(Arc::new(config)),
@@ -104,6 +107,7 @@ impl Data {
             tasks,
             cancel,
             discord_pause: delivery::GlobalPause::default(),
+            decodes: Arc::new(tokio::sync::Semaphore::new(decodes)),
             nsfw_channels: Mutex::new(HashMap::new()),
         })
     }

@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let rules = AttachmentRules {
         max_side: 2048,
-        max_decode_alloc: 64 * 1024 * 1024,
+        max_decoded_bytes: 64 * 1024 * 1024,
         allow_video: selector & 0x80 != 0,
         ..AttachmentRules::default()
     };
