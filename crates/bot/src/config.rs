@@ -338,9 +338,23 @@ pub struct ComfyTuning {
     pub max_download_mib: u64,
     /// Largest WebSocket message accepted (previews of SaveImageWebsocket can be big).
     pub max_ws_message_mib: u64,
+    /// Longest wait between WebSocket reconnect attempts (a returning server is noticed at
+    /// the next one, or at the next probe, whichever comes first).
     pub reconnect_max_delay_secs: u64,
     /// Jobs waiting on a server unreachable this long end as lost.
     pub give_up_after_secs: u64,
+    /// Probe period (`/system_stats`, `/queue`) of a backend that answers.
+    pub probe_interval_secs: u64,
+    /// A probe without an answer in this long has failed.
+    pub probe_timeout_secs: u64,
+    /// Probe period of a backend whose last probe failed.
+    pub down_probe_interval_secs: u64,
+    /// Failed probes in a row before a backend is out of rotation; a dropped WebSocket plus
+    /// one failed probe is enough.
+    pub down_after_failures: u32,
+    /// A job whose backend was lost, when no other backend can run it, waits this long for
+    /// that backend to come back before it fails.
+    pub lost_job_wait_secs: u64,
 }
 
 impl Default for ComfyTuning {
@@ -350,8 +364,13 @@ impl Default for ComfyTuning {
             connect_timeout_secs: 5,
             max_download_mib: 512,
             max_ws_message_mib: 64,
-            reconnect_max_delay_secs: 30,
+            reconnect_max_delay_secs: 5,
             give_up_after_secs: 600,
+            probe_interval_secs: 10,
+            probe_timeout_secs: 3,
+            down_probe_interval_secs: 2,
+            down_after_failures: 2,
+            lost_job_wait_secs: 300,
         }
     }
 }
@@ -695,6 +714,11 @@ impl Config {
             ("max_ws_message_mib", t.max_ws_message_mib),
             ("reconnect_max_delay_secs", t.reconnect_max_delay_secs),
             ("give_up_after_secs", t.give_up_after_secs),
+            ("probe_interval_secs", t.probe_interval_secs),
+            ("probe_timeout_secs", t.probe_timeout_secs),
+            ("down_probe_interval_secs", t.down_probe_interval_secs),
+            ("down_after_failures", u64::from(t.down_after_failures)),
+            ("lost_job_wait_secs", t.lost_job_wait_secs),
         ] {
             if value == 0 {
                 problems.push(format!(
@@ -862,6 +886,11 @@ impl Config {
                 .map(|b| (b.name.clone(), b.max_inflight))
                 .collect(),
             limits: self.limits(),
+            health_interval: Duration::from_secs(self.comfyui.probe_interval_secs),
+            probe_timeout: Duration::from_secs(self.comfyui.probe_timeout_secs),
+            down_probe_interval: Duration::from_secs(self.comfyui.down_probe_interval_secs),
+            down_after_failures: self.comfyui.down_after_failures,
+            lost_job_wait: Duration::from_secs(self.comfyui.lost_job_wait_secs),
             ..generators::SchedulerConfig::default()
         }
     }

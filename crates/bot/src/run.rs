@@ -272,8 +272,8 @@ pub async fn run_workflow<S: ProgressSink>(
             }
             Some(Notice::Progress { update, .. }) => update,
             Some(Notice::Retrying { reason, .. }) => {
-                tracing::warn!(%reason, "retrying");
-                continue;
+                tracing::warn!(%reason, "the job runs again");
+                Update::Retrying { reason }
             }
             Some(Notice::Started { .. }) => continue,
             Some(Notice::Finished { outputs, .. }) => break Ok(outputs),

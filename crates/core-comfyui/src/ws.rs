@@ -36,6 +36,13 @@ pub enum ConnectionState {
     Closed,
 }
 
+impl ConnectionState {
+    /// Whether the WebSocket is open (so progress can arrive).
+    pub fn is_up(&self) -> bool {
+        matches!(self, ConnectionState::Connected)
+    }
+}
+
 /// How a job's wait ended, before its outcome is read from `/history`.
 #[derive(Debug)]
 pub(crate) enum End {

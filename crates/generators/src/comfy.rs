@@ -185,6 +185,10 @@ impl Generator for ComfyGenerator {
         let this = self.clone();
         async move { this.probe_now().await }.boxed()
     }
+
+    fn connection(&self) -> Option<tokio::sync::watch::Receiver<core_comfyui::ConnectionState>> {
+        Some(self.inner.client.connection_state())
+    }
 }
 
 impl ComfyGenerator {

@@ -102,4 +102,10 @@ pub trait Generator: Send + Sync + 'static {
 
     /// Asks the backend how it is.
     fn probe(&self) -> BoxFuture<'static, Result<Probe, String>>;
+
+    /// The state of a standing connection to the backend, when it keeps one (ComfyUI's
+    /// WebSocket): its drop is the first sign of a dead server, its return of a live one.
+    fn connection(&self) -> Option<tokio::sync::watch::Receiver<core_comfyui::ConnectionState>> {
+        None
+    }
 }

@@ -34,12 +34,22 @@ pub struct SchedulerConfig {
     pub max_inflight_per_backend: usize,
     /// Per-backend overrides of `max_inflight_per_backend`, by backend name.
     pub max_inflight: HashMap<String, usize>,
-    /// Backend attempts per job: 2 means one retry on another backend.
+    /// Backend attempts per job: 2 means one retry (elsewhere, or on the same backend once it
+    /// is back).
     pub max_attempts: u32,
+    /// Probe period of a healthy backend.
     pub health_interval: Duration,
-    pub health_max_backoff: Duration,
-    /// Failed probes in a row before a backend is taken out of rotation.
+    /// A probe without an answer in this long has failed.
+    pub probe_timeout: Duration,
+    /// Probe period of a backend that failed its last probe: short, so one that answers again
+    /// is back in service within seconds.
+    pub down_probe_interval: Duration,
+    /// Failed probes in a row before a backend is taken out of rotation. A lost connection
+    /// (the WebSocket dropped) plus one failed probe is enough.
     pub down_after_failures: u32,
+    /// A job whose backend was lost, and that no other backend can run, waits this long for
+    /// it to come back before it fails.
+    pub lost_job_wait: Duration,
     pub limits: LimitsConfig,
 }
 
@@ -50,8 +60,10 @@ impl Default for SchedulerConfig {
             max_inflight: HashMap::new(),
             max_attempts: 2,
             health_interval: Duration::from_secs(10),
-            health_max_backoff: Duration::from_secs(60),
+            probe_timeout: Duration::from_secs(3),
+            down_probe_interval: Duration::from_secs(2),
             down_after_failures: 2,
+            lost_job_wait: Duration::from_secs(300),
             limits: LimitsConfig::default(),
         }
     }
@@ -126,6 +138,16 @@ pub enum SubmitError {
     Closed,
 }
 
+/// "5 min", "90 s".
+fn fmt_wait(d: Duration) -> String {
+    let secs = d.as_secs_f64().ceil() as u64;
+    if secs >= 120 && secs.is_multiple_of(60) {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
+}
+
 fn no_backend_message(workflow: &str, missing: Option<&str>) -> String {
     match missing {
         Some(m) => format!("no backend offers {m} for workflow {workflow}; choose another value"),
@@ -152,6 +174,8 @@ pub enum CancelError {
 pub struct BackendStatus {
     pub name: String,
     pub healthy: bool,
+    /// Why the last probe failed, while it is failing.
+    pub last_error: Option<String>,
     pub inflight: usize,
     pub queue_remaining: u64,
     pub detail: String,
@@ -200,11 +224,12 @@ enum Command {
         owner: u64,
         reply: oneshot::Sender<Vec<(JobId, JobPlace)>>,
     },
-    Pause(bool),
-    /// Cancels every waiting job; returns how many.
-    Clear {
-        reply: oneshot::Sender<usize>,
+    Pause {
+        paused: bool,
+        reply: oneshot::Sender<()>,
     },
+    /// Cancels every waiting job; returns how many.
+    Clear { reply: oneshot::Sender<usize> },
 }
 
 enum Internal {
@@ -219,6 +244,8 @@ enum Internal {
     Health {
         backend: usize,
         result: Result<Probe, String>,
+        /// The backend's standing connection was down when the probe ended.
+        link_lost: bool,
     },
 }
 
@@ -283,6 +310,7 @@ impl Scheduler {
                     gen,
                     healthy: false,
                     failures: 0,
+                    last_error: None,
                     probe: None,
                     inflight: HashSet::new(),
                 })
@@ -371,8 +399,10 @@ impl Scheduler {
     }
 
     /// Stops (or restarts) dispatching; waiting jobs stay queued.
+    /// Stops (or restarts) dispatching; returns once it is recorded, so a restart right
+    /// after keeps it.
     pub async fn pause(&self, paused: bool) {
-        let _ = self.commands.send(Command::Pause(paused)).await;
+        let _ = ask(&self.commands, |reply| Command::Pause { paused, reply }).await;
     }
 
     /// Cancels every waiting job (running ones continue); returns how many were removed.
@@ -383,6 +413,9 @@ impl Scheduler {
     }
 }
 
+/// Probes one backend: every `health_interval` while it answers, every
+/// `down_probe_interval` while it does not, and at once whenever its connection drops or
+/// comes back (the quickest signal that a server died or returned).
 async fn health_loop(
     index: usize,
     gen: Arc<dyn Generator>,
@@ -390,37 +423,57 @@ async fn health_loop(
     internal: mpsc::Sender<Internal>,
     cancel: CancellationToken,
 ) {
-    let mut failures: u32 = 0;
+    let mut link = gen.connection();
     loop {
+        let probe = async {
+            match tokio::time::timeout(config.probe_timeout, gen.probe()).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "no answer within {} s",
+                    config.probe_timeout.as_secs_f64()
+                )),
+            }
+        };
         let result = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = gen.probe() => r,
+            r = probe => r,
         };
+        let link_lost = link.as_ref().is_some_and(|l| !l.borrow().is_up());
         let wait = if result.is_ok() {
-            failures = 0;
             config.health_interval
         } else {
-            failures += 1;
-            // Back off while it is down, but keep looking so it comes back into rotation.
-            config
-                .health_interval
-                .saturating_mul(1u32 << failures.min(6))
-                .min(config.health_max_backoff)
-                .max(config.health_interval)
+            config.down_probe_interval
         };
         if internal
             .send(Internal::Health {
                 backend: index,
                 result,
+                link_lost,
             })
             .await
             .is_err()
         {
             return;
         }
+        let link_changed = async {
+            match link.as_mut() {
+                Some(l) => {
+                    let was_up = l.borrow_and_update().is_up();
+                    // Only a change between up and down matters (not every reconnect attempt).
+                    l.wait_for(|s| s.is_up() != was_up).await.is_ok()
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
+            changed = link_changed => {
+                if !changed {
+                    // The connection is gone for good (the client was dropped): plain probes.
+                    link = None;
+                }
+            }
         }
     }
 }
@@ -430,6 +483,7 @@ struct Backend {
     max_inflight: usize,
     healthy: bool,
     failures: u32,
+    last_error: Option<String>,
     probe: Option<Probe>,
     inflight: HashSet<JobId>,
 }
@@ -456,6 +510,9 @@ struct Waiting {
     record: JobRecord,
     /// The backend that just failed it, not to be used for the retry.
     excluded: Option<usize>,
+    /// Requeued after its backend was lost, with no other backend for it: it fails if no
+    /// backend takes it by then.
+    lost_deadline: Option<(tokio::time::Instant, String)>,
 }
 
 struct Running {
@@ -564,7 +621,14 @@ impl Actor {
         } else {
             self.queue.push(owner, id.clone());
         }
-        self.waiting.insert(id, Waiting { record, excluded });
+        self.waiting.insert(
+            id,
+            Waiting {
+                record,
+                excluded,
+                lost_deadline: None,
+            },
+        );
     }
 
     fn pending_for(&self, owner: u64) -> usize {
@@ -661,10 +725,11 @@ impl Actor {
                 out.extend(waiting);
                 let _ = reply.send(out);
             }
-            Command::Pause(p) => {
-                self.paused = p;
-                let value = if p { "1" } else { "0" };
+            Command::Pause { paused, reply } => {
+                self.paused = paused;
+                let value = if paused { "1" } else { "0" };
                 self.journal_log("pause", self.journal.meta_set(PAUSED_KEY, value));
+                let _ = reply.send(());
             }
             Command::Clear { reply } => {
                 let ids: Vec<JobId> = self.queue.iter().map(|(_, id)| id.clone()).collect();
@@ -766,6 +831,7 @@ impl Actor {
                 .map(|b| BackendStatus {
                     name: b.gen.name().to_string(),
                     healthy: b.healthy,
+                    last_error: b.last_error.clone(),
                     inflight: b.inflight.len(),
                     queue_remaining: b.probe.as_ref().map_or(0, |p| p.queue_remaining),
                     detail: b
@@ -909,9 +975,14 @@ impl Actor {
                 GenEvent::Progress(update) => self.notify_lossy(Notice::Progress { id, update }),
             },
             Internal::Done { id, outcome } => self.finished(id, outcome).await,
-            Internal::Health { backend, result } => {
-                self.health(backend, result);
+            Internal::Health {
+                backend,
+                result,
+                link_lost,
+            } => {
+                self.health(backend, result, link_lost);
                 self.fail_unrunnable().await;
+                self.expire_lost().await;
             }
         }
     }
@@ -965,8 +1036,9 @@ impl Actor {
                     .iter()
                     .enumerate()
                     .any(|(i, b)| i != run.backend && b.fits(&run.record.spec));
-                if retryable && run.record.attempts < self.config.max_attempts && elsewhere {
-                    tracing::warn!(job = %id, backend = backend_name, %reason, "retrying on another backend");
+                let again = retryable && run.record.attempts < self.config.max_attempts;
+                if again && (elsewhere || run.backend_lost) {
+                    tracing::warn!(job = %id, backend = backend_name, %reason, elsewhere, "running the job again");
                     let mut record = run.record;
                     record.state = JobState::Waiting;
                     record.remote_id = None;
@@ -975,12 +1047,28 @@ impl Actor {
                         self.journal.set_state(&id, &JobState::Waiting, now_ms()),
                     );
                     self.journal_log("retry", self.journal.set_remote(&id, None, record.attempts));
-                    self.enqueue(record, Some(run.backend), true);
-                    self.notify(Notice::Retrying {
-                        id,
-                        reason: format!("{reason}; trying another backend"),
-                    })
-                    .await;
+                    let notice = if elsewhere {
+                        self.enqueue(record, Some(run.backend), true);
+                        format!("{reason}; running it again on another backend")
+                    } else {
+                        // Only this backend can run it: wait for it to come back, bounded.
+                        let wait = self.config.lost_job_wait;
+                        self.enqueue(record, None, true);
+                        if let Some(w) = self.waiting.get_mut(&id) {
+                            w.lost_deadline = Some((
+                                tokio::time::Instant::now() + wait,
+                                format!(
+                                    "{reason}, and it did not come back within {}",
+                                    fmt_wait(wait)
+                                ),
+                            ));
+                        }
+                        format!(
+                            "{reason}; the job runs again when {backend_name} is back (waiting up to {})",
+                            fmt_wait(wait)
+                        )
+                    };
+                    self.notify(Notice::Retrying { id, reason: notice }).await;
                 } else {
                     let reason = if retryable && !elsewhere && self.backends.len() > 1 {
                         format!("{reason} (no other backend can run {workflow})")
@@ -997,7 +1085,7 @@ impl Actor {
         }
     }
 
-    fn health(&mut self, index: usize, result: Result<Probe, String>) {
+    fn health(&mut self, index: usize, result: Result<Probe, String>, link_lost: bool) {
         let down_after = self.config.down_after_failures.max(1);
         let b = &mut self.backends[index];
         match result {
@@ -1011,12 +1099,14 @@ impl Actor {
                 }
                 b.healthy = true;
                 b.failures = 0;
+                b.last_error = None;
                 b.probe = Some(probe);
             }
             Err(e) => {
                 b.failures += 1;
-                if b.healthy && b.failures >= down_after {
-                    tracing::warn!(backend = b.gen.name(), error = %e, "backend down; its jobs move elsewhere");
+                // A dropped connection plus a failed probe is proof enough.
+                if b.healthy && (link_lost || b.failures >= down_after) {
+                    tracing::warn!(backend = b.gen.name(), error = %e, link_lost, "backend down; its jobs run again");
                     b.healthy = false;
                     for id in b.inflight.clone() {
                         if let Some(r) = self.running.get_mut(&id) {
@@ -1027,7 +1117,25 @@ impl Actor {
                 } else if b.failures == 1 {
                     tracing::debug!(backend = b.gen.name(), error = %e, "backend probe failed");
                 }
+                self.backends[index].last_error = Some(e);
             }
+        }
+    }
+
+    /// Jobs waiting for a lost backend that did not come back in time fail, with the reason.
+    async fn expire_lost(&mut self) {
+        let now = tokio::time::Instant::now();
+        let expired: Vec<(JobId, String)> = self
+            .waiting
+            .iter()
+            .filter_map(|(id, w)| {
+                let (deadline, reason) = w.lost_deadline.as_ref()?;
+                (*deadline <= now).then(|| (id.clone(), reason.clone()))
+            })
+            .collect();
+        for (id, reason) in expired {
+            self.forget_waiting(&id);
+            self.end(id, Some(reason)).await;
         }
     }
 

@@ -43,16 +43,20 @@ pub struct EmbedView {
 
 impl EmbedView {
     pub fn from_snapshot(s: &Snapshot) -> EmbedView {
-        let title = match (s.phase, s.queue_position) {
-            (Phase::Queued, Some(0)) => "Queued: next up".to_string(),
-            (Phase::Queued, Some(p)) => format!("Queued: {} ahead of you", p),
-            (phase, _) => phase.label().to_string(),
+        let title = match (s.phase, s.queue_position, &s.note) {
+            (Phase::Queued, _, Some(_)) => "Backend lost: running it again".to_string(),
+            (Phase::Queued, Some(0), None) => "Queued: next up".to_string(),
+            (Phase::Queued, Some(p), None) => format!("Queued: {} ahead of you", p),
+            (phase, _, _) => phase.label().to_string(),
         };
         let description = match (&s.error, s.phase) {
             (Some(e), Phase::Failed) => e.clone(),
             _ => format!("`{}` {:.0}%", bar(s.percent), s.percent.floor()),
         };
         let mut fields = Vec::new();
+        if let Some(note) = s.note.as_ref().filter(|_| s.phase == Phase::Queued) {
+            fields.push(("Why".to_string(), note.clone()));
+        }
         if let Some(node) = &s.node {
             fields.push(("Node".to_string(), node.clone()));
         }
@@ -115,6 +119,7 @@ mod tests {
             elapsed: Duration::from_secs(3),
             preview: None,
             error: None,
+            note: None,
         }
     }
 

@@ -192,6 +192,7 @@ mod tests {
             elapsed: Duration::ZERO,
             preview: None,
             error: None,
+            note: None,
         }
     }
 

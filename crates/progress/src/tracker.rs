@@ -163,6 +163,10 @@ pub enum Update {
     Failed {
         reason: String,
     },
+    /// Back in the queue after its backend was lost; `reason` says what happens next.
+    Retrying {
+        reason: String,
+    },
     Cancelled,
 }
 
@@ -181,6 +185,8 @@ pub struct Snapshot {
     pub elapsed: Duration,
     pub preview: Option<Preview>,
     pub error: Option<String>,
+    /// Why the job is waiting again (its backend was lost), until it starts again.
+    pub note: Option<String>,
 }
 
 /// Follows one job.
@@ -221,6 +227,7 @@ impl Tracker {
                 elapsed: Duration::ZERO,
                 preview: None,
                 error: None,
+                note: None,
             },
             done_units: IndexMap::new(),
             total_units,
@@ -268,6 +275,18 @@ impl Tracker {
             Update::Queued { position } => {
                 s.phase = Phase::Queued;
                 s.queue_position = position;
+            }
+            Update::Retrying { reason } => {
+                // Nothing of the lost run counts any more.
+                s.phase = Phase::Queued;
+                s.queue_position = None;
+                s.node = None;
+                s.step = None;
+                s.percent = 0.0;
+                s.eta = None;
+                s.preview = None;
+                s.note = Some(reason);
+                return &self.snapshot;
             }
             Update::Started => {
                 s.queue_position = None;
@@ -409,6 +428,16 @@ mod tests {
             t.apply(Update::Queued { position: Some(2) }, t0)
                 .queue_position,
             Some(2)
+        );
+        let s = t.apply(
+            Update::Retrying {
+                reason: "backend gpu1 stopped answering".into(),
+            },
+            t0,
+        );
+        assert_eq!(
+            (s.phase, s.note.as_deref(), s.percent),
+            (Phase::Queued, Some("backend gpu1 stopped answering"), 0.0)
         );
         t.apply(Update::Started, t0);
         let s = t.apply(Update::NodeStarted { node: "4".into() }, t0);

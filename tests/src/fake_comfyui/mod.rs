@@ -130,6 +130,8 @@ pub struct FakeComfy {
     shared: Arc<Shared>,
     addr: SocketAddr,
     worker: tokio::sync::Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
+    /// The HTTP/WebSocket listener; `None` while killed.
+    server: tokio::sync::Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
 }
 
 impl std::fmt::Debug for FakeComfy {
@@ -148,6 +150,22 @@ fn spawn_worker(shared: &Arc<Shared>) -> (CancellationToken, JoinHandle<()>) {
     (token, handle)
 }
 
+/// Serves HTTP and WebSocket on `listener` until the returned token (or the fake) stops it.
+fn serve(
+    shared: &Arc<Shared>,
+    listener: tokio::net::TcpListener,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let app = routes::router(shared.clone());
+    let stop = shared.cancel.child_token();
+    let until = stop.clone();
+    let handle = shared.tracker.spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(until.cancelled_owned())
+            .await;
+    });
+    (stop, handle)
+}
+
 impl FakeComfy {
     pub async fn start() -> FakeComfy {
         Self::start_with(FakeOptions::default()).await
@@ -160,18 +178,13 @@ impl FakeComfy {
             .expect("fake ComfyUI: bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("fake ComfyUI: local address");
         let shared = Shared::new(opts);
-        let app = routes::router(shared.clone());
-        let cancel = shared.cancel.clone();
-        shared.tracker.spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(cancel.cancelled_owned())
-                .await;
-        });
+        let server = serve(&shared, listener);
         let worker = spawn_worker(&shared);
         FakeComfy {
             shared,
             addr,
             worker: tokio::sync::Mutex::new(Some(worker)),
+            server: tokio::sync::Mutex::new(Some(server)),
         }
     }
 
@@ -239,6 +252,33 @@ impl FakeComfy {
         }
         self.shared.interrupt.store(false, Ordering::SeqCst);
         *worker = Some(spawn_worker(&self.shared));
+    }
+
+    /// Like a killed server process: the port stops answering (connections refused), every
+    /// socket is cut, and all in-memory state is lost as in [`FakeComfy::restart`]. Until
+    /// [`FakeComfy::revive`].
+    pub async fn kill(&self) {
+        let server = self.server.lock().await.take();
+        if let Some((token, _)) = &server {
+            // Stop accepting first, then cut what is open, then let the listener go.
+            token.cancel();
+        }
+        self.restart().await;
+        if let Some((_, handle)) = server {
+            let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+        }
+    }
+
+    /// Starts answering on the same port again after [`FakeComfy::kill`].
+    pub async fn revive(&self) {
+        let mut server = self.server.lock().await;
+        if server.is_some() {
+            return;
+        }
+        let listener = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("fake ComfyUI: bind the same port again");
+        *server = Some(serve(&self.shared, listener));
     }
 
     /// Stops the listener, the worker and every connection task.

@@ -793,13 +793,24 @@ async fn autocomplete_offers_workflows_and_searches_many_loras() {
             .map(|c| c["value"].as_str().unwrap().to_string())
             .collect()
     };
-    let all = bot
-        .discord
-        .send_interaction(
-            InteractionSpec::autocomplete("generate", "lora", "").in_channel(GENERAL_CHANNEL_ID),
-        )
-        .unwrap();
-    let got = choices(&ack(&bot, all.id).await);
+    // LoRAs come from the backend's first probe, which may still be on its way: ask until
+    // the list is there (each ask is a new interaction).
+    let got = tests::support::eventually(30, "LoRAs offered", || async {
+        let all = bot
+            .discord
+            .send_interaction(
+                InteractionSpec::autocomplete("generate", "lora", "")
+                    .in_channel(GENERAL_CHANNEL_ID),
+            )
+            .unwrap();
+        let got = choices(&ack(&bot, all.id).await);
+        if got.is_empty() {
+            Err("no choices yet".to_string())
+        } else {
+            Ok(got)
+        }
+    })
+    .await;
     assert_eq!(got.len(), 25, "capped at Discord's 25: {got:?}");
     let some = bot
         .discord

@@ -146,9 +146,13 @@ async fn comfyui_restarted_mid_job_fails_the_job_clearly() {
         .unwrap_or_default()
         .to_string();
     assert!(!text.is_empty(), "a reason is given");
-    assert!(
-        button_ids(&failed).is_empty(),
-        "no Cancel left on a dead job"
+    assert_eq!(
+        button_ids(&failed)
+            .iter()
+            .map(|b| b.split(':').nth(1).unwrap_or_default().to_string())
+            .collect::<Vec<_>>(),
+        vec!["retry"],
+        "no Cancel left on a dead job, a Retry instead"
     );
     bot.shutdown().await;
 }
@@ -609,5 +613,179 @@ async fn a_result_offered_again_after_a_restart_posts_nothing_twice() {
         "the result shown once, the extra posted once\n{}",
         bot.transcript()
     );
+    bot.shutdown().await;
+}
+
+/// Default detection settings, as an admin gets them: the bound below is the product's.
+const LOSS_NOTICED_WITHIN: Duration = Duration::from_secs(10);
+/// A backend answering again is back in service (the lost job resubmitted) within this.
+const BACK_IN_SERVICE_WITHIN: Duration = Duration::from_secs(10);
+
+fn lost_title(m: &StoredMessage) -> bool {
+    embed_title(m).as_deref() == Some("Backend lost: running it again")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_comfyui_is_noticed_at_once_and_its_job_runs_again_when_it_returns() {
+    let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
+        comfy: slow_comfy(100),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let s = bot
+        .discord
+        .send_interaction(generate("through a crash").option("steps", 30))
+        .unwrap();
+    bot.wait_original(s.id, WAIT, is_sampling)
+        .await
+        .expect("running");
+    let killed_at = std::time::Instant::now();
+    bot.comfy.kill().await;
+    let lost = bot
+        .wait_original(s.id, WAIT, lost_title)
+        .await
+        .unwrap_or_else(|| panic!("the member is told\n{}", bot.transcript()));
+    let noticed = killed_at.elapsed();
+    assert!(
+        noticed < LOSS_NOTICED_WITHIN,
+        "the loss was noticed after {noticed:?}"
+    );
+    let why = lost.payload["embeds"][0]["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["name"] == "Why")
+        .and_then(|f| f["value"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        why.contains("stopped answering") && why.contains("when fake is back"),
+        "{why}"
+    );
+    // /status shows the backend down at once, with the reason.
+    let status = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::command("status")
+                .in_channel(GENERAL_CHANNEL_ID)
+                .by_user(USER_ID),
+        )
+        .unwrap();
+    bot.wait_original(status.id, WAIT, |m| {
+        m.payload
+            .get("embeds")
+            .and_then(|e| e[0]["fields"].as_array().cloned())
+            .is_some_and(|f| {
+                f.iter().any(|f| {
+                    f["name"].as_str().is_some_and(|n| n.contains("🔴"))
+                        && f["value"].as_str().is_some_and(|v| v.starts_with("down:"))
+                })
+            })
+    })
+    .await
+    .unwrap_or_else(|| panic!("/status shows it down\n{}", bot.transcript()));
+    // Back: the job is submitted again within seconds, runs, and is delivered once.
+    let prompts_before = bot
+        .comfy
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/prompt")
+        .count();
+    let revived_at = std::time::Instant::now();
+    bot.comfy.revive().await;
+    tests::support::eventually(30, "the job is submitted again", || async {
+        let n = bot
+            .comfy
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == "/prompt")
+            .count();
+        if n > prompts_before {
+            Ok(())
+        } else {
+            Err(format!("{n} prompts"))
+        }
+    })
+    .await;
+    let back = revived_at.elapsed();
+    // Shown with --nocapture; README quotes these.
+    eprintln!("loss noticed after {noticed:?}; back in service after {back:?}");
+    assert!(
+        back < BACK_IN_SERVICE_WITHIN,
+        "back in service after {back:?}"
+    );
+    bot.wait_original(s.id, WAIT, has_result)
+        .await
+        .unwrap_or_else(|| panic!("delivered after the return\n{}", bot.transcript()));
+    let result_edits = bot
+        .discord
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.method == "PATCH"
+                && r.status == 200
+                && r.files
+                    .iter()
+                    .any(|f| !f.filename.as_deref().unwrap_or("").starts_with("preview"))
+        })
+        .count();
+    assert_eq!(result_edits, 1, "one result\n{}", bot.transcript());
+    bot.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_stays_away_fails_the_job_with_a_retry_button() {
+    let bot = BotUnderTest::start(HarnessOptions {
+        fake_comfy_only: true,
+        comfy: slow_comfy(100),
+        config: json!({"comfyui": {"lost_job_wait_secs": 2}}),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let s = bot
+        .discord
+        .send_interaction(generate("stranded").option("steps", 30))
+        .unwrap();
+    bot.wait_original(s.id, WAIT, is_sampling)
+        .await
+        .expect("running");
+    bot.comfy.kill().await;
+    let failed = bot
+        .wait_original(s.id, WAIT, |m| embed_title(m).as_deref() == Some("Failed"))
+        .await
+        .unwrap_or_else(|| panic!("the job fails\n{}", bot.transcript()));
+    let reason = failed.payload["embeds"][0]["description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(reason.contains("did not come back within 2 s"), "{reason}");
+    let retry = button_ids(&failed)
+        .into_iter()
+        .find(|b| b.starts_with("cc:retry:"))
+        .unwrap_or_else(|| panic!("a Retry button: {:?}", button_ids(&failed)));
+    // The member presses Retry once the server is back: the same job runs again.
+    bot.comfy.revive().await;
+    let click = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::button(&retry, Some(failed.id))
+                .in_channel(GENERAL_CHANNEL_ID)
+                .by_user(USER_ID),
+        )
+        .unwrap();
+    let again = bot
+        .wait_original(click.id, WAIT, has_result)
+        .await
+        .unwrap_or_else(|| panic!("the retried job's result\n{}", bot.transcript()));
+    assert!(again.content().contains("stranded"), "{}", again.content());
+    // Exactly as before: the same seed.
+    let seeds: Vec<_> = bot
+        .jobs_of(USER_ID)
+        .iter()
+        .map(|r| r.spec.values.get("seed").cloned())
+        .collect();
+    assert_eq!(seeds.len(), 2);
+    assert_eq!(seeds[0], seeds[1], "Retry keeps the seed");
     bot.shutdown().await;
 }

@@ -113,7 +113,7 @@ struct Rig {
 fn config() -> SchedulerConfig {
     SchedulerConfig {
         health_interval: Duration::from_millis(50),
-        health_max_backoff: Duration::from_millis(200),
+        down_probe_interval: Duration::from_millis(50),
         limits: LimitsConfig {
             user_per_minute: 10_000,
             user_burst: 10_000,
@@ -690,7 +690,9 @@ async fn a_job_on_a_killed_backend_is_retried_on_another() {
 
 #[tokio::test]
 async fn a_job_on_the_only_backend_that_dies_fails_clearly() {
-    let mut r = rig(1, config(), Arc::new(MemoryJournal::new())).await;
+    let mut cfg = config();
+    cfg.lost_job_wait = Duration::from_millis(500);
+    let mut r = rig(1, cfg, Arc::new(MemoryJournal::new())).await;
     r.scheduler
         .submit(spec(300.0, 31), origin(1), false)
         .await
@@ -705,7 +707,16 @@ async fn a_job_on_the_only_backend_that_dies_fails_clearly() {
     let Some(Notice::Failed { reason, .. }) = seen.last() else {
         panic!()
     };
-    assert!(reason.contains("backend b0 stopped answering"), "{reason}");
+    assert!(
+        reason.contains("backend b0 stopped answering")
+            && reason.contains("did not come back within 1 s"),
+        "{reason}"
+    );
+    // Before failing, it was put back in line for the backend's return.
+    assert!(
+        seen.iter().any(|n| matches!(n, Notice::Retrying { reason, .. } if reason.contains("runs again when b0 is back"))),
+        "{seen:?}"
+    );
     r.stop().await;
 }
 
@@ -847,11 +858,16 @@ async fn an_admins_pause_survives_a_restart() {
         r.scheduler.places(1).await,
         vec![(id.clone(), JobPlace::Waiting { position: 0 })]
     );
-    r.scheduler.pause(false).await;
     r.stop().await;
 
-    let mut r = rig(1, config(), journal).await;
-    assert!(!r.scheduler.status().await.unwrap().paused);
+    // Still paused after a second restart; resuming runs the job that waited through both.
+    let mut r = rig(1, config(), journal.clone()).await;
+    assert!(r.scheduler.status().await.unwrap().paused);
+    r.scheduler.pause(false).await;
+    assert_eq!(
+        journal.meta_get("scheduler_paused").unwrap().as_deref(),
+        Some("0")
+    );
     r.until(
         "the waiting job runs after the resume",
         |n| matches!(n, Notice::Finished { id: done, .. } if *done == id),

@@ -443,11 +443,16 @@ pub async fn status(ctx: Ctx<'_>) -> Result<(), Error> {
             .map(Vec::len)
             .max()
             .unwrap_or(0);
+        let state = match (&b.last_error, b.healthy) {
+            (Some(e), false) => format!("down: {e}\n"),
+            (Some(e), true) => format!("last probe failed: {e}\n"),
+            (None, _) => String::new(),
+        };
         embed = embed.field(
             format!("{} {}", if b.healthy { "🟢" } else { "🔴" }, b.name),
             render::truncate_chars(
                 &format!(
-                    "{}\nrunning {} · server queue {} · {} workflows · {} checkpoints",
+                    "{state}{}\nrunning {} · server queue {} · {} workflows · {} checkpoints",
                     b.detail,
                     b.inflight,
                     b.queue_remaining,

@@ -198,7 +198,7 @@ async fn on_component(
             }
             Ok(())
         }
-        Action::Upscale | Action::Vary | Action::Reroll | Action::Animate => {
+        Action::Upscale | Action::Vary | Action::Reroll | Action::Animate | Action::Retry => {
             // The new job gets its own message: a deferred reply to this click.
             c.create_response(
                 http,
@@ -290,7 +290,7 @@ pub fn derived_request(
             .ok_or_else(|| format!("No {} workflow is loaded.", jobs::kind_name(kind)))
     };
     match action {
-        Action::Reroll | Action::EditSubmit => {
+        Action::Reroll | Action::EditSubmit | Action::Retry => {
             req.workflow = source.spec.workflow.clone();
             req.values = jobs::reusable_values(&source.spec, source_def, action == Action::Reroll);
             if let Some(p) = new_prompt {
@@ -365,7 +365,7 @@ fn derived_cosmos(
         format: validation::MediaFormat::from_mime(mime).unwrap_or(validation::MediaFormat::Mp4),
     };
     match action {
-        Action::Reroll | Action::EditSubmit => {
+        Action::Reroll | Action::EditSubmit | Action::Retry => {
             req.workflow = source.spec.workflow.clone();
             req.values = source
                 .spec

@@ -493,8 +493,8 @@ pub async fn run(
             }
             Notice::Progress { update, .. } => update,
             Notice::Retrying { reason, .. } => {
-                tracing::warn!(job = %id, %reason, "retrying on another backend");
-                continue;
+                tracing::warn!(job = %id, %reason, "the job runs again");
+                Update::Retrying { reason }
             }
             Notice::Finished { outputs, .. } => {
                 let progress = live.remove(&id).map(|l| l.progress);
@@ -598,9 +598,15 @@ fn end(
             &data.metrics.cancelled
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A failure can be run again as it was; a cancelled job is over.
+        let components = if reason.is_some() {
+            render::retry_row(&id)
+        } else {
+            Vec::new()
+        };
         let edit = MessageEdit {
             embeds: Some(vec![render::ended_embed(reason.is_some(), text, prompt)]),
-            components: Some(Vec::new()),
+            components: Some(components),
             clear_files: true,
             ..MessageEdit::default()
         };

@@ -41,10 +41,12 @@ pub enum Action {
     Cancel,
     /// The submit of the Edit modal.
     EditSubmit,
+    /// A failed job again, exactly as it was (same values and seed).
+    Retry,
 }
 
 impl Action {
-    const ALL: [Action; 9] = [
+    const ALL: [Action; 10] = [
         Action::Upscale,
         Action::Vary,
         Action::Reroll,
@@ -54,6 +56,7 @@ impl Action {
         Action::Delete,
         Action::Cancel,
         Action::EditSubmit,
+        Action::Retry,
     ];
 
     fn code(self) -> &'static str {
@@ -67,6 +70,7 @@ impl Action {
             Action::Delete => "del",
             Action::Cancel => "cancel",
             Action::EditSubmit => "editm",
+            Action::Retry => "retry",
         }
     }
 }
@@ -176,6 +180,15 @@ pub fn cancel_row(job: &JobId) -> Vec<CreateActionRow> {
     )
     .label("Cancel")
     .style(ButtonStyle::Danger)])]
+}
+
+/// The button under a failed job: run it again as it was.
+pub fn retry_row(job: &JobId) -> Vec<CreateActionRow> {
+    vec![CreateActionRow::Buttons(vec![CreateButton::new(
+        custom_id(Action::Retry, job),
+    )
+    .label("Retry")
+    .style(ButtonStyle::Primary)])]
 }
 
 /// Which follow-ups make sense for a result.
