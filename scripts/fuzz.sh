@@ -2,6 +2,7 @@
 # Runs every fuzz target for SECS seconds each (default 10: a smoke run) and prints one line
 # per target: executions, executions per second, crashes. Exits non-zero on any crash.
 #   scripts/fuzz.sh [SECS] [target…]
+#   RUNS=10000000 scripts/fuzz.sh 3600    # stop each target after 10 M executions (or SECS)
 # Targets: request, attachment (crates/validation/fuzz), manifest (crates/core-comfyui/fuzz).
 # cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP=1 lets the stable toolchain build them.
 set -euo pipefail
@@ -26,7 +27,11 @@ for t in "${targets[@]}"; do
     mkdir -p "$dir/corpus/$t"
     log=$(mktemp)
     # -O: optimised (as released); address sanitizer on (cargo-fuzz's default).
-    if (cd "$dir" && cargo fuzz run -O "$t" "corpus/$t" -- -max_total_time="$secs" -print_final_stats=1) >"$log" 2>&1; then
+    limit=(-max_total_time="$secs")
+    if [[ -n ${RUNS:-} ]]; then
+        limit+=(-runs="$RUNS")
+    fi
+    if (cd "$dir" && cargo fuzz run -O "$t" "corpus/$t" -- "${limit[@]}" -print_final_stats=1) >"$log" 2>&1; then
         crashes=0
     else
         crashes=1
@@ -34,8 +39,8 @@ for t in "${targets[@]}"; do
         tail -40 "$log" >&2
     fi
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
-    rate=$(( runs / (secs > 0 ? secs : 1) ))
-    echo "fuzz $t: ${runs} executions in ${secs} s (${rate}/s), ${crashes} crashes"
+    rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
+    echo "fuzz $t: ${runs} executions (${rate}/s), ${crashes} crashes"
     rm -f "$log"
 done
 exit $status

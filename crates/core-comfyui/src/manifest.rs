@@ -281,7 +281,7 @@ impl Manifest {
                     p.kind
                 ))
             })?;
-            let spec = ParamSpec {
+            let mut spec = ParamSpec {
                 targets,
                 rule: ParamRule {
                     kind,
@@ -295,10 +295,14 @@ impl Manifest {
                 },
                 description: p.description,
             };
+            // Stored as the rule normalises it (a float's `1` becomes `1.0`), so a job built
+            // from its default and one built from its recorded values are the same graph.
             if let Some(d) = &spec.rule.default {
-                spec.rule
+                let normal = spec
+                    .rule
                     .check(&name, d)
                     .map_err(|e| bad(format!("the default does not fit: {e}")))?;
+                spec.rule.default = Some(normal);
             }
             params.insert(name, spec);
         }
@@ -622,6 +626,23 @@ mod tests {
             .unwrap();
         assert_eq!(p2.workflow.input("3", "seed"), Some(&json!(5)));
         assert_eq!(p2.values["steps"], json!(20));
+    }
+
+    /// Found by the `manifest` fuzz target: a float default written as `1` went into the
+    /// graph as an integer, while the same value recorded and applied again went in as `1.0`.
+    #[test]
+    fn defaults_are_normalised_so_recorded_values_rebuild_the_same_graph() {
+        let m = Manifest::from_json(
+            r#"{"params": {"cfg": {"type": "float", "node": "3", "input": "cfg", "default": 1}}}"#,
+            &workflow(),
+        )
+        .unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let first = m.apply(&workflow(), &Map::new(), &mut rng).unwrap();
+        assert_eq!(first.workflow.input("3", "cfg"), Some(&json!(1.0)));
+        let recorded: Map<String, Value> = first.values.clone().into_iter().collect();
+        let again = m.apply(&workflow(), &recorded, &mut rng).unwrap();
+        assert_eq!(again.workflow, first.workflow);
     }
 
     #[test]

@@ -14,3 +14,4 @@ mod fake_comfyui_selftest;
 mod fake_discord_selftest;
 mod fault_drills;
 mod scheduler;
+mod toolchain;
