@@ -320,6 +320,23 @@ pub fn generate(prompt: &str) -> InteractionSpec {
         .by_user(USER_ID)
 }
 
+/// Whether the suites run against a real ComfyUI (`COMFYUI_URL`) instead of the fake.
+pub fn real_comfy() -> bool {
+    std::env::var("COMFYUI_URL").is_ok_and(|u| !u.trim().is_empty())
+}
+
+/// `/generate` for a job that keeps running for a few seconds on either server: `steps` steps
+/// at 64² on the fake (slowed with [`slow_comfy`]); at 256² on a CPU ComfyUI with the tiny
+/// checkpoint, where a step takes about 0.7 s.
+pub fn long_generate(prompt: &str, steps: u32) -> InteractionSpec {
+    let spec = generate(prompt).option("steps", steps);
+    if real_comfy() {
+        spec.option("width", 256).option("height", 256)
+    } else {
+        spec
+    }
+}
+
 /// A fake ComfyUI with previews that takes `step_ms` per sampler step.
 pub fn slow_comfy(step_ms: u64) -> fake_comfyui::FakeOptions {
     fake_comfyui::FakeOptions {

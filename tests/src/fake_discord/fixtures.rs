@@ -569,8 +569,13 @@ impl InteractionSpec {
     }
 
     /// Adds a command option.
+    /// Adds a command option, or replaces one of the same name.
     pub fn option(mut self, name: &str, value: impl Into<Value>) -> Self {
-        self.options.push((name.into(), value.into()));
+        let value = value.into();
+        match self.options.iter_mut().find(|(n, _)| n == name) {
+            Some(o) => o.1 = value,
+            None => self.options.push((name.into(), value)),
+        }
         self
     }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tests::bot_harness::{
-    button_ids, embed_title, generate, has_result, is_sampling, slow_comfy, BotUnderTest,
-    HarnessOptions,
+    button_ids, embed_title, generate, has_result, is_sampling, long_generate, slow_comfy,
+    BotUnderTest, HarnessOptions,
 };
 use tests::fake_discord::{FailWhich, InteractionSpec, StoredMessage, GENERAL_CHANNEL_ID, USER_ID};
 use tests::support::eventually;
@@ -72,7 +72,6 @@ async fn run_one(bot: &BotUnderTest, prompt: &str) -> StoredMessage {
 async fn health_and_metrics_report_the_bot() {
     let port = free_port();
     let bot = BotUnderTest::start(HarnessOptions {
-        fake_comfy_only: true,
         config: json!({"health": {"listen": format!("127.0.0.1:{port}")}}),
         ..HarnessOptions::default()
     })
@@ -174,7 +173,6 @@ async fn a_dropped_comfyui_websocket_still_delivers() {
 async fn a_429_storm_from_discord_loses_no_result() {
     let port = free_port();
     let bot = BotUnderTest::start(HarnessOptions {
-        fake_comfy_only: true,
         comfy: slow_comfy(100),
         config: json!({"health": {"listen": format!("127.0.0.1:{port}")}}),
         ..HarnessOptions::default()
@@ -182,7 +180,7 @@ async fn a_429_storm_from_discord_loses_no_result() {
     .await;
     let s = bot
         .discord
-        .send_interaction(generate("stormy").option("steps", 20))
+        .send_interaction(long_generate("stormy", 20))
         .unwrap();
     bot.wait_original(s.id, WAIT, is_sampling)
         .await
@@ -217,7 +215,6 @@ async fn a_429_storm_from_discord_loses_no_result() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_reconnect_and_invalid_session_are_survived() {
     let bot = BotUnderTest::start(HarnessOptions {
-        fake_comfy_only: true,
         ..HarnessOptions::default()
     })
     .await;
@@ -320,7 +317,6 @@ async fn a_full_outputs_disk_fails_the_job_clearly_and_keeps_it() {
     }
     assert!(full, "the tmpfs filled up");
     let bot = BotUnderTest::start(HarnessOptions {
-        fake_comfy_only: true,
         config: json!({"outputs": {"dir": dir.join("outputs")}}),
         ..HarnessOptions::default()
     })
@@ -397,7 +393,6 @@ async fn a_corrupt_journal_stops_startup_and_is_left_untouched() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_tells_waiting_users_and_the_next_start_resumes() {
     let mut bot = BotUnderTest::start(HarnessOptions {
-        fake_comfy_only: true,
         config: json!({"discord": {"admin_users": [USER_ID]}}),
         ..HarnessOptions::default()
     })
