@@ -202,19 +202,10 @@ impl BotUnderTest {
             .await
         });
         self.bot = Some((tx, handle));
-        // Commands are registered in poise's setup, after READY: the bot is then serving.
-        self.discord
-            .wait_for_request(
-                |r| {
-                    r.at >= since
-                        && r.method == "PUT"
-                        && r.route().ends_with(&format!("/guilds/{GUILD_ID}/commands"))
-                        && r.status == 200
-                },
-                START_TIMEOUT,
-            )
-            .await
-            .expect("the bot connects and registers its commands");
+        assert!(
+            registered_since(&self.discord, since).await,
+            "the bot connects and registers its commands"
+        );
     }
 
     /// Stops the bot as ctrl-c would and waits for it to exit; the fakes keep running.
@@ -282,6 +273,23 @@ impl BotUnderTest {
         self.comfy.shutdown().await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether a bot registered its commands (in the test guild) after `since`, within the start
+/// timeout. Commands are registered in poise's setup, after READY: the bot is then serving.
+pub async fn registered_since(discord: &FakeDiscord, since: std::time::Instant) -> bool {
+    discord
+        .wait_for_request(
+            |r| {
+                r.at >= since
+                    && r.method == "PUT"
+                    && r.route().ends_with(&format!("/guilds/{GUILD_ID}/commands"))
+                    && r.status == 200
+            },
+            START_TIMEOUT,
+        )
+        .await
+        .is_some()
 }
 
 /// The custom_ids of every button on a message.

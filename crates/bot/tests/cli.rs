@@ -103,7 +103,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tests::bot_harness::{
-    base_config, copy_workflows, generate, has_result, is_sampling, slow_comfy, temp_dir,
+    base_config, copy_workflows, generate, has_result, is_sampling, registered_since, slow_comfy,
+    temp_dir,
 };
 use tests::fake_comfyui::{FakeComfy, FakeOptions};
 use tests::fake_discord::{self, FakeDiscord, GUILD_ID};
@@ -218,18 +219,11 @@ fn write_config(dir: &Path, config: &serde_json::Value) -> PathBuf {
 }
 
 async fn wait_registered(discord: &FakeDiscord, since: std::time::Instant, bot: &Running) {
-    discord
-        .wait_for_request(
-            |r| {
-                r.at >= since
-                    && r.method == "PUT"
-                    && r.route().ends_with(&format!("/guilds/{GUILD_ID}/commands"))
-                    && r.status == 200
-            },
-            WAIT,
-        )
-        .await
-        .unwrap_or_else(|| panic!("the bot registers its commands:\n{}", bot.stderr()));
+    assert!(
+        registered_since(discord, since).await,
+        "the bot registers its commands:\n{}",
+        bot.stderr()
+    );
 }
 
 #[test]

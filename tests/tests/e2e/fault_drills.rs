@@ -61,6 +61,31 @@ async fn wait_healthy(base: &str) -> Value {
     }
 }
 
+/// Starts a job and waits until it samples.
+async fn sampling(bot: &BotUnderTest, prompt: &str, steps: u32) -> u64 {
+    let s = bot
+        .discord
+        .send_interaction(generate(prompt).option("steps", steps))
+        .unwrap();
+    bot.wait_original(s.id, WAIT, is_sampling)
+        .await
+        .expect("running");
+    s.id
+}
+
+/// The job's message once it says Failed, and the reason it gives.
+async fn failure(bot: &BotUnderTest, id: u64) -> (StoredMessage, String) {
+    let failed = bot
+        .wait_original(id, WAIT, |m| embed_title(m).as_deref() == Some("Failed"))
+        .await
+        .unwrap_or_else(|| panic!("the job ends as failed\n{}", bot.transcript()));
+    let reason = failed.payload["embeds"][0]["description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (failed, reason)
+}
+
 async fn run_one(bot: &BotUnderTest, prompt: &str) -> StoredMessage {
     let s = bot.discord.send_interaction(generate(prompt)).unwrap();
     bot.wait_original(s.id, WAIT, has_result)
@@ -128,22 +153,9 @@ async fn comfyui_restarted_mid_job_fails_the_job_clearly() {
         ..HarnessOptions::default()
     })
     .await;
-    let s = bot
-        .discord
-        .send_interaction(generate("interrupted").option("steps", 30))
-        .unwrap();
-    bot.wait_original(s.id, WAIT, is_sampling)
-        .await
-        .expect("running");
+    let id = sampling(&bot, "interrupted", 30).await;
     bot.comfy.restart().await;
-    let failed = bot
-        .wait_original(s.id, WAIT, |m| embed_title(m).as_deref() == Some("Failed"))
-        .await
-        .unwrap_or_else(|| panic!("the job ends as failed\n{}", bot.transcript()));
-    let text = failed.payload["embeds"][0]["description"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let (failed, text) = failure(&bot, id).await;
     assert!(!text.is_empty(), "a reason is given");
     assert_eq!(
         button_ids(&failed)
@@ -482,16 +494,10 @@ async fn a_5xx_on_the_result_upload_is_retried() {
         ..HarnessOptions::default()
     })
     .await;
-    let s = bot
-        .discord
-        .send_interaction(generate("through 503s").option("steps", 10))
-        .unwrap();
-    bot.wait_original(s.id, WAIT, is_sampling)
-        .await
-        .expect("running");
+    let id = sampling(&bot, "through 503s", 10).await;
     bot.discord.faults().fail_next(3, 503, FailWhich::Uploads);
     let r = bot
-        .wait_original(s.id, WAIT, has_result)
+        .wait_original(id, WAIT, has_result)
         .await
         .unwrap_or_else(|| panic!("the result arrives\n{}", bot.transcript()));
     assert!(r.content().contains("through 503s"));
@@ -628,17 +634,11 @@ async fn a_killed_comfyui_is_noticed_at_once_and_its_job_runs_again_when_it_retu
         ..HarnessOptions::default()
     })
     .await;
-    let s = bot
-        .discord
-        .send_interaction(generate("through a crash").option("steps", 30))
-        .unwrap();
-    bot.wait_original(s.id, WAIT, is_sampling)
-        .await
-        .expect("running");
+    let id = sampling(&bot, "through a crash", 30).await;
     let killed_at = std::time::Instant::now();
     bot.comfy.kill().await;
     let lost = bot
-        .wait_original(s.id, WAIT, lost_title)
+        .wait_original(id, WAIT, lost_title)
         .await
         .unwrap_or_else(|| panic!("the member is told\n{}", bot.transcript()));
     let noticed = killed_at.elapsed();
@@ -710,7 +710,7 @@ async fn a_killed_comfyui_is_noticed_at_once_and_its_job_runs_again_when_it_retu
         back < BACK_IN_SERVICE_WITHIN,
         "back in service after {back:?}"
     );
-    bot.wait_original(s.id, WAIT, has_result)
+    bot.wait_original(id, WAIT, has_result)
         .await
         .unwrap_or_else(|| panic!("delivered after the return\n{}", bot.transcript()));
     let result_edits = bot
@@ -738,22 +738,9 @@ async fn a_backend_that_stays_away_fails_the_job_with_a_retry_button() {
         ..HarnessOptions::default()
     })
     .await;
-    let s = bot
-        .discord
-        .send_interaction(generate("stranded").option("steps", 30))
-        .unwrap();
-    bot.wait_original(s.id, WAIT, is_sampling)
-        .await
-        .expect("running");
+    let id = sampling(&bot, "stranded", 30).await;
     bot.comfy.kill().await;
-    let failed = bot
-        .wait_original(s.id, WAIT, |m| embed_title(m).as_deref() == Some("Failed"))
-        .await
-        .unwrap_or_else(|| panic!("the job fails\n{}", bot.transcript()));
-    let reason = failed.payload["embeds"][0]["description"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let (failed, reason) = failure(&bot, id).await;
     assert!(reason.contains("did not come back within 2 s"), "{reason}");
     let retry = button_ids(&failed)
         .into_iter()
