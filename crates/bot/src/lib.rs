@@ -6,7 +6,6 @@ pub mod config;
 pub mod data_lock;
 pub mod discord;
 pub mod health;
-pub mod jobs;
 pub mod logging;
 pub mod run;
 pub mod serve;

@@ -7,16 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use core_comfyui::{Catalog, CatalogError, ComfyError};
-use generators::{MemoryJournal, Notice, Origin, SubmitError};
-use indexmap::IndexMap;
+use generators::kinds::CatalogFamily;
+use generators::{JobRequest, Kinds, LocalInput, MemoryJournal, Notice, Origin, PrepareError, SubmitError};
 use progress::{spawn_throttled, JobPlan, ProgressSink, SinkError, Snapshot, Tracker, Update};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use validation::attachment::{inspect, AttachmentRules, DeclaredAttachment, MediaFormat};
 use validation::{ParamKind, ParamRule, Refusal};
-
-use crate::jobs::{prepare, JobRequest, LocalImage, PrepareError};
 
 use crate::config::Config;
 use crate::serve::start_engine;
@@ -44,23 +42,15 @@ pub struct RunResult {
     pub job_id: String,
     pub files: Vec<PathBuf>,
     /// Every parameter's final value, the seed included.
-    pub values: IndexMap<String, Value>,
+    pub values: Map<String, Value>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("{0}")]
     Refused(#[from] Refusal),
-    #[error("unknown workflow {name:?}; available: {available}")]
-    UnknownWorkflow { name: String, available: String },
     #[error("unknown backend {name:?}; configured: {configured}")]
     UnknownBackend { name: String, configured: String },
-    #[error("{count} image(s) given but workflow {workflow} takes {takes}")]
-    ImageCount {
-        workflow: String,
-        count: usize,
-        takes: usize,
-    },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -158,12 +148,6 @@ pub async fn run_workflow<S: ProgressSink>(
     cancel: impl Future<Output = ()>,
 ) -> Result<RunResult, RunError> {
     let (catalog, _) = Catalog::load_dir(&config.workflows_dir)?;
-    let def = catalog
-        .get(&args.workflow)
-        .ok_or_else(|| RunError::UnknownWorkflow {
-            name: args.workflow.clone(),
-            available: catalog.names().collect::<Vec<_>>().join(", "),
-        })?;
     let backend = match &args.backend {
         None => &config.backends[0],
         Some(name) => config
@@ -180,15 +164,11 @@ pub async fn run_workflow<S: ProgressSink>(
                     .join(", "),
             })?,
     };
-    let rules = crate::jobs::rules_of(def);
-    let takes = crate::jobs::image_params(def).len();
-    if args.images.len() > takes {
-        return Err(RunError::ImageCount {
-            workflow: args.workflow.clone(),
-            count: args.images.len(),
-            takes,
-        });
-    }
+    // Text is parsed by each parameter's type; an unknown workflow is refused by `prepare`.
+    let rules = catalog
+        .get(&args.workflow)
+        .map(|d| d.manifest.rules())
+        .unwrap_or_default();
     // Check everything local before touching the server.
     let mut values = Map::new();
     if let Some(p) = &args.prompt {
@@ -201,23 +181,22 @@ pub async fn run_workflow<S: ProgressSink>(
     let mut images = Vec::new();
     for path in &args.images {
         let format = check_image(path, &attachment_rules)?;
-        images.push(LocalImage {
+        images.push(LocalInput {
             path: path.clone(),
             format,
         });
     }
-    let prepared = prepare(
-        &catalog,
-        JobRequest {
-            workflow: args.workflow.clone(),
-            values,
-            aspect: args.aspect.clone(),
-            images,
-            parent: None,
-        },
-        &mut rand::thread_rng(),
-    )?;
-    let spec = prepared.spec.clone();
+    let catalog = Arc::new(catalog);
+    let kinds = Kinds::new(vec![Arc::new(CatalogFamily::new(catalog.clone()))]);
+    let request = JobRequest {
+        workflow: args.workflow.clone(),
+        values,
+        aspect: args.aspect.clone(),
+        inputs: images,
+        parent: None,
+    };
+    let spec = kinds.prepare(request, &mut rand::thread_rng())?;
+    let values = spec.values.clone();
 
     // The same engine as the bot: one backend, an in-memory journal, outputs in --out.
     let mut engine_config = config.clone();
@@ -229,7 +208,7 @@ pub async fn run_workflow<S: ProgressSink>(
     let tasks = TaskTracker::new();
     let engine = start_engine(
         &engine_config,
-        Arc::new(catalog.clone()),
+        catalog,
         Arc::new(MemoryJournal::new()),
         &stop,
         &tasks,
@@ -299,7 +278,7 @@ pub async fn run_workflow<S: ProgressSink>(
     result.map(|outputs| RunResult {
         job_id: id.to_string(),
         files: outputs.into_iter().map(|o| o.path).collect(),
-        values: prepared.values,
+        values,
     })
 }
 

@@ -315,27 +315,28 @@ impl Manifest {
         })
     }
 
-    /// Applies named values (missing ones take their default; a missing seed is random) to a
-    /// copy of the workflow.
-    pub fn apply(
+    /// The parameters' rules by name, for [`validation::validate`].
+    pub fn rules(&self) -> IndexMap<String, validation::ParamRule> {
+        self.params
+            .iter()
+            .map(|(n, p)| (n.clone(), p.rule.clone()))
+            .collect()
+    }
+
+    /// Every parameter's final value: the checked ones as given, the rest their default, a
+    /// random seed, or what the workflow has (recorded, so the job can be made again).
+    pub fn complete(
         &self,
         workflow: &Workflow,
-        values: &Map<String, Value>,
+        given: validation::Checked,
         rng: &mut impl Rng,
-    ) -> Result<Patched, PatchError> {
-        if let Some(unknown) = values.keys().find(|k| !self.params.contains_key(*k)) {
-            return Err(validation::Refusal::UnknownOption {
-                field: unknown.clone(),
-                known: self.params.keys().cloned().collect::<Vec<_>>().join(", "),
-            }
-            .into());
-        }
-        let mut patched = workflow.clone();
-        let mut resolved = IndexMap::new();
+    ) -> Result<IndexMap<String, Value>, validation::Refusal> {
+        let mut given = given.into_map();
+        let mut out = IndexMap::new();
         for (name, spec) in &self.params {
             let rule = &spec.rule;
-            let value = match (values.get(name), &rule.default) {
-                (Some(v), _) => rule.check(name, v)?,
+            let value = match (given.remove(name), &rule.default) {
+                (Some(v), _) => v,
                 (None, Some(d)) => d.clone(),
                 (None, None) if rule.kind == ParamKind::Seed => {
                     Value::Number(Number::from(random_seed(rule, rng)))
@@ -343,26 +344,59 @@ impl Manifest {
                 (None, None) if rule.required => {
                     return Err(validation::Refusal::Required {
                         field: name.clone(),
-                    }
-                    .into())
+                    })
                 }
                 (None, None) => {
-                    // Keep what the workflow has; record it so the result is reproducible.
                     let first = &spec.targets[0];
-                    if let Some(v) = workflow.input(&first.node, &first.input) {
-                        resolved.insert(name.clone(), v.clone());
+                    match workflow.input(&first.node, &first.input) {
+                        Some(v) => v.clone(),
+                        None => continue,
                     }
-                    continue;
                 }
+            };
+            out.insert(name.clone(), value);
+        }
+        Ok(out)
+    }
+
+    /// A copy of the workflow with each named value set at its targets. The values are
+    /// trusted (they were checked and completed when the job was made); names the manifest
+    /// does not know are ignored.
+    pub fn patch(
+        &self,
+        workflow: &Workflow,
+        values: &Map<String, Value>,
+    ) -> Result<Workflow, WorkflowError> {
+        let mut patched = workflow.clone();
+        for (name, spec) in &self.params {
+            let Some(value) = values.get(name) else {
+                continue;
             };
             for t in &spec.targets {
                 patched.set_input(&t.node, &t.input, value.clone())?;
             }
-            resolved.insert(name.clone(), value);
         }
+        Ok(patched)
+    }
+
+    /// Checks, completes and patches in one go: [`validation::validate`] against the
+    /// manifest's rules, then [`Manifest::complete`] and [`Manifest::patch`].
+    pub fn apply(
+        &self,
+        workflow: &Workflow,
+        values: &Map<String, Value>,
+        rng: &mut impl Rng,
+    ) -> Result<Patched, PatchError> {
+        let raw = validation::RawRequest {
+            values: values.clone(),
+            aspect: None,
+        };
+        let checked = validation::validate(&self.rules(), &raw)?;
+        let values = self.complete(workflow, checked, rng)?;
+        let map: Map<String, Value> = values.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         Ok(Patched {
-            workflow: patched,
-            values: resolved,
+            workflow: self.patch(workflow, &map)?,
+            values,
         })
     }
 

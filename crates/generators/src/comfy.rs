@@ -206,21 +206,24 @@ impl ComfyGenerator {
                 false,
             );
         };
-        // Send-able (thread_rng is not): the run awaits while holding it.
-        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_entropy();
-        // The values are complete (seed included), so this is the same graph every time.
-        let mut patched = match def
-            .manifest
-            .apply(&def.workflow, &job.spec.values, &mut rng)
-        {
-            Ok(p) => p,
-            Err(e) => return failed(e.to_string(), false),
+        // The values were checked and completed when the job was made: the graph is patched
+        // once, with the uploaded inputs' names in place of the placeholders.
+        let patch = |values: &serde_json::Map<String, Value>| {
+            def.manifest
+                .patch(&def.workflow, values)
+                .map_err(|e| failed(e.to_string(), false))
         };
-        let mut comfy_job = match &job.remote_id {
-            Some(remote) => match client.attach(remote).await {
-                Ok(j) => j,
-                Err(e) => return comfy_failure("could not re-attach to ComfyUI", &e),
-            },
+        let (mut comfy_job, workflow, values) = match &job.remote_id {
+            Some(remote) => {
+                let workflow = match patch(&job.spec.values) {
+                    Ok(w) => w,
+                    Err(f) => return f,
+                };
+                match client.attach(remote).await {
+                    Ok(j) => (j, workflow, job.spec.values.clone()),
+                    Err(e) => return comfy_failure("could not re-attach to ComfyUI", &e),
+                }
+            }
             None => {
                 let mut values = job.spec.values.clone();
                 for input in &job.spec.inputs {
@@ -249,9 +252,9 @@ impl ComfyGenerator {
                         Err(e) => return comfy_failure("could not upload the input image", &e),
                     }
                 }
-                patched = match def.manifest.apply(&def.workflow, &values, &mut rng) {
-                    Ok(p) => p,
-                    Err(e) => return failed(e.to_string(), false),
+                let workflow = match patch(&values) {
+                    Ok(w) => w,
+                    Err(f) => return f,
                 };
                 let prompt_id = format!("comfycord-{}-{:08x}", job.id, rand::random::<u32>());
                 let _ = events
@@ -263,15 +266,13 @@ impl ComfyGenerator {
                     prompt_id: Some(prompt_id),
                     ..PromptOptions::default()
                 };
-                match client.submit(&patched.workflow, options).await {
-                    Ok(j) => j,
+                match client.submit(&workflow, options).await {
+                    Ok(j) => (j, workflow, values),
                     Err(e) => return comfy_failure("ComfyUI did not take the job", &e),
                 }
             }
         };
-        let _ = events
-            .send(GenEvent::Plan(plan_for(&patched.workflow)))
-            .await;
+        let _ = events.send(GenEvent::Plan(plan_for(&workflow))).await;
         let mut cancel_sent = false;
         let outcome = loop {
             tokio::select! {
@@ -297,7 +298,8 @@ impl ComfyGenerator {
         match outcome {
             Outcome::Success(out) => {
                 let _ = events.send(GenEvent::Progress(Update::Uploading)).await;
-                self.save(&job, &patched, comfy_job.prompt_id(), &out).await
+                self.save(&job, &workflow, &values, comfy_job.prompt_id(), &out)
+                    .await
             }
             Outcome::Failed(e) => failed(
                 format!(
@@ -324,11 +326,12 @@ impl ComfyGenerator {
     async fn save(
         &self,
         job: &GenJob,
-        patched: &core_comfyui::Patched,
+        workflow: &Workflow,
+        values: &serde_json::Map<String, Value>,
         prompt_id: &str,
         out: &core_comfyui::Outputs,
     ) -> GenOutcome {
-        let prompt = patched.values.get("prompt").and_then(Value::as_str);
+        let prompt = values.get("prompt").and_then(Value::as_str);
         let finished_ms = crate::job::now_ms();
         let stem = outputs::output_stem(prompt, &job.spec.workflow, finished_ms);
         let mut saved = Vec::new();
@@ -357,13 +360,9 @@ impl ComfyGenerator {
             let sidecar = outputs::Sidecar {
                 job_id: job.id.clone(),
                 workflow: job.spec.workflow.clone(),
-                values: patched
-                    .values
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-                workflow_json: patched.workflow.to_value(),
-                seed: patched.values.get("seed").and_then(Value::as_u64),
+                values: values.clone(),
+                workflow_json: workflow.to_value(),
+                seed: values.get("seed").and_then(Value::as_u64),
                 backend: Some(self.inner.name.clone()),
                 remote_id: Some(prompt_id.to_string()),
                 created_ms: job.created_ms,

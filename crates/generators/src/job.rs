@@ -65,6 +65,13 @@ pub struct JobSpec {
     pub parent: Option<JobId>,
 }
 
+impl JobSpec {
+    /// The prompt text, when the job has one.
+    pub fn prompt(&self) -> Option<&str> {
+        self.values.get("prompt").and_then(Value::as_str)
+    }
+}
+
 /// Where a job is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]

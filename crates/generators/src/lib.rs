@@ -10,6 +10,7 @@ pub mod fair_queue;
 pub mod generator;
 pub mod job;
 pub mod journal;
+pub mod kinds;
 pub mod outputs;
 pub mod scheduler;
 
@@ -19,6 +20,7 @@ pub use job::{
     now_ms, upscale_target, InputFile, JobId, JobRecord, JobSpec, JobState, Origin, OutputKind,
     SavedOutput,
 };
+pub use kinds::{Derivation, DeriveError, JobRequest, Kinds, LocalInput, Offers, PrepareError};
 pub use journal::{stable_client_id, Journal, JournalError, MemoryJournal, SqliteJournal};
 pub use scheduler::{
     BackendStatus, CancelError, JobPlace, Notice, Scheduler, SchedulerConfig, SchedulerStatus,

@@ -17,4 +17,4 @@ pub use attachment::{AttachmentRules, CheckedMedia, DeclaredAttachment, MediaFor
 pub use params::{ParamKind, ParamRule};
 pub use rate::{Limiter, LimitsConfig};
 pub use refusal::Refusal;
-pub use request::{effective_rule, validate, RawRequest, ASPECT_PRESETS};
+pub use request::{effective_rule, validate, Checked, RawRequest, ASPECT_PRESETS};

@@ -83,12 +83,27 @@ pub fn effective_rule(name: &str, rule: &ParamRule) -> ParamRule {
     }
 }
 
+/// Values that passed [`validate`]: only this module makes one, so whoever takes a `Checked`
+/// (a manifest filling defaults) trusts it without checking again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Checked(Map<String, Value>);
+
+impl Checked {
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Checked {
+    type Target = Map<String, Value>;
+    fn deref(&self) -> &Map<String, Value> {
+        &self.0
+    }
+}
+
 /// Checks every value against its rule and resolves an aspect preset into width and height.
-/// Values not given are left out; the manifest fills defaults when it patches the workflow.
-pub fn validate(
-    rules: &IndexMap<String, ParamRule>,
-    raw: &RawRequest,
-) -> Result<Map<String, Value>, Refusal> {
+/// Values not given are left out; the job kind fills defaults afterwards.
+pub fn validate(rules: &IndexMap<String, ParamRule>, raw: &RawRequest) -> Result<Checked, Refusal> {
     let known = || rules.keys().cloned().collect::<Vec<_>>().join(", ");
     let mut out = Map::new();
     for (name, value) in &raw.values {
@@ -127,7 +142,7 @@ pub fn validate(
             });
         }
     }
-    Ok(out)
+    Ok(Checked(out))
 }
 
 /// A preset's size: the workflow's default pixel area in the preset's shape, rounded, and

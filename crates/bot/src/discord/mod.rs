@@ -5,8 +5,11 @@ pub mod access;
 pub mod commands;
 pub mod components;
 pub mod delivery;
+pub mod inputs;
 pub mod launch;
+pub mod message;
 pub mod render;
+pub mod reply;
 pub mod unreadable;
 
 use std::collections::HashMap;
@@ -15,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context as _;
-use core_comfyui::{Catalog, WorkflowKind};
+use core_comfyui::Catalog;
 use futures_util::StreamExt as _;
 use generators::{ComfyGenerator, JobRecord, Journal, Scheduler};
 use poise::serenity_prelude as serenity;
@@ -49,7 +52,7 @@ pub struct Data {
     pub scheduler: Scheduler,
     pub journal: Arc<dyn Journal>,
     pub generators: Vec<ComfyGenerator>,
-    pub routes: delivery::Routes,
+    pub routes: message::Routes,
     /// For attachments: no redirects off the CDN, bounded time.
     pub downloads: reqwest::Client,
     pub metrics: Arc<Metrics>,
@@ -60,7 +63,7 @@ pub struct Data {
     /// Cancelled at shutdown: delayed work (a result offered again later) stops waiting.
     pub cancel: CancellationToken,
     /// Set while Discord has rate limited the bot as a whole.
-    pub discord_pause: delivery::GlobalPause,
+    pub discord_pause: message::GlobalPause,
     /// Input checks (full decodes) running at once, at most.
     pub decodes: Arc<tokio::sync::Semaphore>,
     nsfw_channels: Mutex<HashMap<u64, bool>>,
@@ -100,13 +103,13 @@ impl Data {
             scheduler: engine.scheduler.clone(),
             journal: engine.journal.clone(),
             generators: engine.generators.clone(),
-            routes: delivery::Routes::default(),
+            routes: message::Routes::default(),
             downloads,
             metrics,
             stopping: AtomicBool::new(false),
             tasks,
             cancel,
-            discord_pause: delivery::GlobalPause::default(),
+            discord_pause: message::GlobalPause::default(),
             decodes: Arc::new(tokio::sync::Semaphore::new(decodes)),
             nsfw_channels: Mutex::new(HashMap::new()),
         })
@@ -170,34 +173,15 @@ impl Data {
         nsfw
     }
 
-    /// Which follow-up buttons a finished job gets.
-    pub fn offers(&self, record: &JobRecord) -> render::Offers {
-        use generators::cosmos::spec::CosmosKind;
-        if let Some(kind) = CosmosKind::from_workflow(&record.spec.workflow) {
-            let video = record
-                .outputs
-                .iter()
-                .any(|o| o.kind == generators::OutputKind::Video);
-            return render::Offers {
-                upscale: video && kind == CosmosKind::Transfer && self.config().cosmos.is_some(),
-                vary: false,
-                edit: kind == CosmosKind::Transfer,
-                animate: false,
-            };
+    /// Every job family this bot runs: the catalog's workflows, and Cosmos when a host is
+    /// configured.
+    pub fn kinds(&self) -> generators::Kinds {
+        let mut families: Vec<Arc<dyn generators::kinds::JobFamily>> =
+            vec![Arc::new(generators::kinds::CatalogFamily::new(self.catalog()))];
+        if self.config().cosmos.is_some() {
+            families.push(Arc::new(generators::cosmos::family::CosmosFamily));
         }
-        let catalog = self.catalog();
-        let has = |kind| catalog.iter().any(|d| d.manifest.kind == kind);
-        let image = render::first_image(&record.outputs).is_some();
-        render::Offers {
-            upscale: image && has(WorkflowKind::Upscale),
-            vary: image && has(WorkflowKind::Img2img),
-            edit: record
-                .spec
-                .values
-                .get("prompt")
-                .is_some_and(|p| p.is_string()),
-            animate: image && has(WorkflowKind::Video),
-        }
+        generators::Kinds::new(families)
     }
 
     /// Re-reads the config file (access rules, limits of the Discord layer) and the
@@ -245,7 +229,7 @@ async fn tell_one(
     data: Arc<Data>,
     http: Arc<Http>,
     r: JobRecord,
-    route: delivery::Route,
+    route: message::Route,
     fresh: std::time::Duration,
 ) -> bool {
     let text = match r.state {
@@ -253,11 +237,11 @@ async fn tell_one(
         _ => "The bot is restarting. Your job keeps running; its result will be posted here.",
     };
     let prompt = r.spec.values.get("prompt").and_then(|v| v.as_str());
-    let edit = delivery::MessageEdit {
+    let edit = message::MessageEdit {
         embeds: Some(vec![render::paused_embed(text, prompt)]),
-        ..delivery::MessageEdit::default()
+        ..message::MessageEdit::default()
     };
-    match delivery::edit_job_message(&http, &data.routes, &r.id, &route, fresh, edit).await {
+    match message::edit_job_message(&http, &data.routes, &r.id, &route, fresh, edit).await {
         Ok(_) => true,
         Err(e) => {
             tracing::debug!(job = %r.id, error = %e, "could not tell about the restart");
@@ -283,7 +267,7 @@ async fn tell_waiting_users(data: &Arc<Data>, http: &Arc<Http>) {
             let route = data
                 .routes
                 .get(&r.id)
-                .or_else(|| delivery::route_from_record(&r))?;
+                .or_else(|| message::route_from_record(&r))?;
             Some(tell_one(data.clone(), http.clone(), r, route, fresh))
         })
         .collect();
@@ -396,7 +380,7 @@ async fn explain(ctx: poise::Context<'_, Arc<Data>, Error>, text: &str) {
 async fn on_error(error: poise::FrameworkError<'_, Arc<Data>, Error>) {
     match error {
         poise::FrameworkError::Command { error, ctx, .. } => {
-            let text = launch::internal(&format!("/{}", ctx.command().qualified_name), &error);
+            let text = reply::internal(&format!("/{}", ctx.command().qualified_name), &error);
             explain(ctx, &text).await;
         }
         poise::FrameworkError::ArgumentParse {

@@ -1,6 +1,7 @@
 //! What the bot shows: button ids, progress embeds, result text, the Info card. Pure functions
 //! over serenity's builders, within Discord's limits.
 
+use generators::Offers;
 use generators::{JobId, JobRecord, OutputKind, SavedOutput};
 use poise::serenity_prelude as serenity;
 use progress::render::EmbedView;
@@ -17,6 +18,8 @@ pub const DEFAULT_UPLOAD_LIMIT: u64 = 10 * 1024 * 1024;
 const MAX_EMBED_DESCRIPTION_CHARS: usize = 4096;
 /// Embed field value limit, in characters.
 const MAX_FIELD_VALUE_CHARS: usize = 1024;
+/// Fields one embed may hold (Discord allows 25; `/status` shows 20 backends).
+const MAX_EMBED_FIELDS: usize = 20;
 /// How much of the prompt a result or progress message repeats.
 const PROMPT_SHOWN_CHARS: usize = 300;
 /// Text input limit in a modal.
@@ -191,15 +194,6 @@ pub fn retry_row(job: &JobId) -> Vec<CreateActionRow> {
     .style(ButtonStyle::Primary)])]
 }
 
-/// Which follow-ups make sense for a result.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Offers {
-    pub upscale: bool,
-    pub vary: bool,
-    pub edit: bool,
-    pub animate: bool,
-}
-
 /// The buttons under a result: at most 5 per row, ids of at most 100 characters.
 pub fn result_rows(job: &JobId, offers: Offers) -> Vec<CreateActionRow> {
     let button = |a: Action, label: &str, style: ButtonStyle| {
@@ -313,6 +307,100 @@ pub fn info_text(record: &JobRecord) -> String {
 /// Whether a job's first output can feed an image workflow.
 pub fn first_image(outputs: &[SavedOutput]) -> Option<&SavedOutput> {
     outputs.iter().find(|o| o.kind == OutputKind::Image)
+}
+
+/// Backends, their health and queues, and this bot's queue, for `/status`.
+pub fn status_embed(s: &generators::SchedulerStatus) -> CreateEmbed {
+    let mut embed = CreateEmbed::new()
+        .title("comfycord status")
+        .description(format!(
+            "{} waiting · {} running{}",
+            s.waiting,
+            s.running,
+            if s.paused { " · **queue paused**" } else { "" }
+        ));
+    for b in s.backends.iter().take(MAX_EMBED_FIELDS) {
+        let models: usize = b
+            .choices
+            .values()
+            .flat_map(|p| p.get("checkpoint"))
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0);
+        let state = match (&b.last_error, b.healthy) {
+            (Some(e), false) => format!("down: {e}\n"),
+            (Some(e), true) => format!("last probe failed: {e}\n"),
+            (None, _) => String::new(),
+        };
+        embed = embed.field(
+            format!("{} {}", if b.healthy { "🟢" } else { "🔴" }, b.name),
+            truncate_chars(
+                &format!(
+                    "{state}{}\nrunning {} · server queue {} · {} workflows · {} checkpoints",
+                    b.detail,
+                    b.inflight,
+                    b.queue_remaining,
+                    b.workflows.len(),
+                    models
+                ),
+                MAX_FIELD_VALUE_CHARS,
+            ),
+            false,
+        );
+    }
+    embed
+}
+
+/// A link to the job's message, when it has one, as ` · <link>`.
+fn link_suffix(record: &JobRecord) -> String {
+    let o = &record.origin;
+    o.channel
+        .zip(o.message)
+        .map(|(c, m)| format!(" · {}", message_link(o.guild, c, m)))
+        .unwrap_or_default()
+}
+
+/// One of the caller's jobs in `/queue`.
+pub fn queue_line(id: &JobId, place: &generators::JobPlace, record: Option<&JobRecord>) -> String {
+    let where_ = match place {
+        generators::JobPlace::Running { backend } => format!("running on {backend}"),
+        generators::JobPlace::Waiting { position: 0 } => "next up".to_string(),
+        generators::JobPlace::Waiting { position } => format!("{position} ahead of it"),
+    };
+    let link = record.map(link_suffix).unwrap_or_default();
+    format!("`{id}` {where_}{link}")
+}
+
+/// Prompt characters shown per `/history` line.
+const HISTORY_PROMPT_CHARS: usize = 60;
+
+/// One result in `/history`.
+pub fn history_line(r: &JobRecord) -> String {
+    format!(
+        "`{}` {} · {} · {}{}",
+        r.id,
+        r.state.name(),
+        r.spec.workflow,
+        truncate_chars(r.spec.prompt().unwrap_or(""), HISTORY_PROMPT_CHARS),
+        link_suffix(r)
+    )
+}
+
+/// One workflow in `/workflows`.
+pub fn workflow_line(d: &core_comfyui::WorkflowDef) -> String {
+    format!(
+        "**{}** ({}{}) {}\n  options: {}",
+        d.name,
+        generators::kinds::kind_name(d.manifest.kind),
+        if d.manifest.nsfw { ", NSFW" } else { "" },
+        d.manifest.description.as_deref().unwrap_or(""),
+        d.manifest
+            .params
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -430,5 +518,29 @@ mod tests {
         assert!(rows
             .iter()
             .all(|r| r["components"].as_array().unwrap().len() <= 5));
+    }
+
+    #[test]
+    fn listing_lines_link_to_the_job_message() {
+        let record: JobRecord = serde_json::from_value(serde_json::json!({
+            "id": "abc", "seq": 1,
+            "spec": {"workflow": "txt2img", "values": {"prompt": "a cat"}},
+            "origin": {"owner": 7, "guild": 1, "channel": 2, "message": 3},
+            "state": {"state": "finished"}, "remote_id": null, "outputs": [],
+            "attempts": 1, "created_ms": 0, "started_ms": null, "finished_ms": null
+        }))
+        .unwrap();
+        let link = "https://discord.com/channels/1/2/3";
+        assert_eq!(
+            history_line(&record),
+            format!("`abc` finished · txt2img · a cat · {link}")
+        );
+        let place = generators::JobPlace::Waiting { position: 2 };
+        assert_eq!(
+            queue_line(&record.id, &place, Some(&record)),
+            format!("`abc` 2 ahead of it · {link}")
+        );
+        let next = generators::JobPlace::Waiting { position: 0 };
+        assert_eq!(queue_line(&record.id, &next, None), "`abc` next up");
     }
 }

@@ -8,6 +8,7 @@
 //! and Docker's OOM flag), download the video, and remove the container and only this job's
 //! folders. The container outlives SSH drops and bot restarts; the backend reattaches by name.
 
+pub mod family;
 pub mod logs;
 pub mod remote;
 pub mod spec;

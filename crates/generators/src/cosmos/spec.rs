@@ -1,5 +1,5 @@
 //! What a Cosmos job is: its kind, its parameters with their rules, the controlnet spec JSON
-//! the container reads, and the readable prompt/run records kept in the journal. Pure.
+//! the container reads, and the readable prompt/run records kept in the sidecar. Pure.
 
 use indexmap::IndexMap;
 use serde_json::{json, Map, Value};
@@ -229,7 +229,7 @@ pub fn spec_json(kind: CosmosKind, job: &str, values: &Map<String, Value>) -> Va
 }
 
 /// A readable record of what was asked (the prompt spec) and how it was run (the run spec),
-/// kept in the journal beside the job.
+/// kept in the sidecar beside the output.
 pub fn journal_record(kind: CosmosKind, job: &str, values: &Map<String, Value>) -> Value {
     let prompt = values.get("prompt").and_then(Value::as_str).unwrap_or("");
     let words: Vec<&str> = prompt.split_whitespace().take(5).collect();

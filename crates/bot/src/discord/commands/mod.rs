@@ -1,0 +1,133 @@
+//! The slash commands. Each one acknowledges first, then parses, calls tested code, renders.
+
+mod admin;
+mod generate;
+mod info;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use core_comfyui::WorkflowKind;
+use generators::{JobId, JobRequest};
+use poise::serenity_prelude as serenity;
+use serde_json::{Map, Value};
+use serenity::CreateAutocompleteResponse;
+
+use super::access::Caller;
+use super::inputs::{fetch_inputs, Incoming};
+use super::reply::{caller_of, Responder};
+use super::{launch, render, Data, Error};
+
+pub use info::lora_names;
+
+pub type Ctx<'a> = poise::ApplicationContext<'a, Arc<Data>, Error>;
+
+/// Choices one autocomplete answer may hold (Discord's limit).
+const MAX_AUTOCOMPLETE: usize = 25;
+
+/// Every command, for registration.
+pub fn all() -> Vec<poise::Command<Arc<Data>, Error>> {
+    vec![
+        generate::generate(),
+        generate::edit(),
+        generate::upscale(),
+        generate::animate(),
+        info::status(),
+        info::queue(),
+        info::cancel(),
+        info::history(),
+        info::workflows(),
+        info::loras(),
+        info::help(),
+        admin::admin(),
+        generate::cosmos(),
+    ]
+}
+
+/// Who ran the command.
+pub fn caller(ctx: &Ctx<'_>) -> Caller {
+    let i = ctx.interaction;
+    caller_of(&i.user, i.member.as_deref(), i.guild_id, i.channel_id)
+}
+
+/// Defers publicly (the job's message), admits the caller, picks the workflow, fetches the
+/// attachments, and starts the job.
+async fn launch_from_command(
+    ctx: Ctx<'_>,
+    kind: WorkflowKind,
+    workflow: Option<String>,
+    values: Map<String, Value>,
+    aspect: Option<String>,
+    attachments: Vec<&serenity::Attachment>,
+) -> Result<(), Error> {
+    let at = Instant::now();
+    ctx.defer().await?;
+    let data = ctx.data().clone();
+    let http = ctx.serenity_context().http.clone();
+    let i = ctx.interaction;
+    let resp = Responder::new(&i.token, at, caller(&ctx), i.attachment_size_limit);
+    if !launch::admit(&data, &http, &resp).await {
+        return Ok(());
+    }
+    let chosen = generators::kinds::choose_workflow(
+        &data.catalog(),
+        kind,
+        workflow,
+        &values,
+        !attachments.is_empty(),
+    );
+    let name = match chosen {
+        Ok(n) => n,
+        Err(msg) => return Ok(resp.fail(&http, &msg).await),
+    };
+    let kinds = data.kinds();
+    if !kinds.knows(&name) {
+        let msg = format!(
+            "Unknown workflow {name:?}; available: {}.",
+            kinds.workflows().join(", ")
+        );
+        return Ok(resp.fail(&http, &msg).await);
+    }
+    let id = JobId::new();
+    let incoming: Vec<Incoming> = attachments.into_iter().map(Incoming::from).collect();
+    let inputs = match fetch_inputs(&data, &id, &incoming, kinds.takes_video(&name)).await {
+        Ok(i) => i,
+        Err(msg) => return Ok(resp.fail(&http, &msg).await),
+    };
+    let req = JobRequest {
+        workflow: name,
+        values,
+        aspect,
+        inputs,
+        parent: None,
+    };
+    launch::start_job(&data, &http, &resp, id, req).await;
+    Ok(())
+}
+
+fn put(values: &mut Map<String, Value>, name: &str, v: Option<impl Into<Value>>) {
+    if let Some(v) = v {
+        values.insert(name.into(), v.into());
+    }
+}
+
+async fn say_ephemeral(ctx: Ctx<'_>, text: String) -> Result<(), Error> {
+    ctx.send(
+        poise::CreateReply::default()
+            .content(render::truncate_chars(&text, render::MAX_CONTENT_CHARS))
+            .ephemeral(true)
+            .allowed_mentions(serenity::CreateAllowedMentions::new()),
+    )
+    .await?;
+    Ok(())
+}
+
+fn choices(items: impl Iterator<Item = String>, partial: &str) -> CreateAutocompleteResponse {
+    let needle = partial.to_lowercase();
+    let list = items
+        .filter(|s| s.to_lowercase().contains(&needle))
+        .take(MAX_AUTOCOMPLETE)
+        .map(|s| serenity::AutocompleteChoice::new(render::truncate_chars(&s, 100), s))
+        .collect();
+    CreateAutocompleteResponse::new().set_choices(list)
+}

@@ -1,0 +1,491 @@
+//! The catalog's workflows as a job family: a manifest's rules, defaults and seed; the
+//! workflow picked by kind when none is named; follow-ups on other workflows of the catalog.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use core_comfyui::{Catalog, WorkflowDef, WorkflowKind};
+use serde_json::{Map, Value};
+use validation::{MediaFormat, ParamKind, RawRequest};
+
+use super::{
+    recorded_input, reuse_file, Derivation, DeriveError, JobFamily, JobRequest, LocalInput,
+    Offers, PrepareError,
+};
+use crate::job::{upscale_target, InputFile, JobRecord, JobSpec, OutputKind};
+
+/// The request value that asks for an upscale by a factor. A workflow that takes a target
+/// size instead gets one computed from the input image.
+pub const FACTOR_PARAM: &str = "factor";
+/// Denoise for Vary when the img2img workflow takes one: close to the source, visibly new.
+pub const VARY_DENOISE: f64 = 0.55;
+/// The Upscale follow-up's factor.
+pub const FOLLOW_UP_UPSCALE_FACTOR: f64 = 2.0;
+/// Values a variation never copies from its source: the source image fixes the size.
+const NOT_VARIED: [&str; 3] = ["width", "height", "batch"];
+
+/// The conventional workflow name for a kind (`txt2img`, `upscale`, ...).
+pub fn kind_name(kind: WorkflowKind) -> &'static str {
+    match kind {
+        WorkflowKind::Txt2img => "txt2img",
+        WorkflowKind::Img2img => "img2img",
+        WorkflowKind::Edit => "edit",
+        WorkflowKind::Upscale => "upscale",
+        WorkflowKind::Video => "animate",
+        WorkflowKind::Custom => "custom",
+    }
+}
+
+/// The workflow to use for `kind` when none is named: one called like the kind if it takes
+/// every parameter in `needs`, else the first of that kind that does.
+pub fn pick_workflow(catalog: &Catalog, kind: WorkflowKind, needs: &[&str]) -> Option<String> {
+    let fits = |d: &&WorkflowDef| {
+        d.manifest.kind == kind && needs.iter().all(|n| d.manifest.params.contains_key(*n))
+    };
+    let preferred = kind_name(kind);
+    catalog
+        .iter()
+        .filter(fits)
+        .find(|d| d.name == preferred)
+        .or_else(|| catalog.iter().find(fits))
+        .map(|d| d.name.clone())
+}
+
+/// The workflow a command runs: the one named, else one of `kind` that takes every value
+/// given (an image asked of txt2img falls back to img2img). The error is for the user.
+pub fn choose_workflow(
+    catalog: &Catalog,
+    kind: WorkflowKind,
+    named: Option<String>,
+    values: &Map<String, Value>,
+    has_inputs: bool,
+) -> Result<String, String> {
+    if let Some(name) = named {
+        return Ok(name);
+    }
+    let mut needs: Vec<&str> = values
+        .keys()
+        .map(String::as_str)
+        .filter(|k| *k != FACTOR_PARAM)
+        .collect();
+    if has_inputs {
+        needs.push("image");
+    }
+    pick_workflow(catalog, kind, &needs)
+        .or_else(|| {
+            (kind == WorkflowKind::Txt2img && has_inputs)
+                .then(|| pick_workflow(catalog, WorkflowKind::Img2img, &needs))
+                .flatten()
+        })
+        .ok_or_else(|| {
+            format!(
+                "No {} workflow takes {}; see /workflows.",
+                kind_name(kind),
+                if needs.is_empty() {
+                    "these options".to_string()
+                } else {
+                    needs.join(", ")
+                }
+            )
+        })
+}
+
+/// The workflow's image parameters, in manifest order.
+pub fn image_params(def: &WorkflowDef) -> Vec<String> {
+    def.manifest
+        .params
+        .iter()
+        .filter(|(_, p)| p.rule.kind == ParamKind::Image)
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// The pixel size of an image file, from its header.
+pub fn image_size(path: &Path) -> Option<(u32, u32)> {
+    image::ImageReader::open(path)
+        .ok()?
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()
+}
+
+/// Turns a requested upscale `factor` into what the workflow takes: the factor itself, or a
+/// target size from the input's size (left to the workflow's default when unknown).
+fn resolve_factor(def: &WorkflowDef, values: &mut Map<String, Value>, inputs: &[LocalInput]) {
+    if def.manifest.params.contains_key(FACTOR_PARAM) {
+        return;
+    }
+    let Some(factor) = values.remove(FACTOR_PARAM) else {
+        return;
+    };
+    let target = factor.as_f64().zip(
+        inputs
+            .first()
+            .and_then(|i| image_size(&i.path)),
+    );
+    if let Some((w, h)) = target.and_then(|(f, (w, h))| upscale_target(w, h, f)) {
+        values.insert("target_width".into(), w.into());
+        values.insert("target_height".into(), h.into());
+    }
+}
+
+/// The values of a finished job to reuse in a derived one: its own values minus images and,
+/// when `new_seed`, minus the seed (so a fresh one is drawn).
+pub fn reusable_values(spec: &JobSpec, def: &WorkflowDef, new_seed: bool) -> Map<String, Value> {
+    spec.values
+        .iter()
+        .filter(|(name, _)| {
+            let kind = def.manifest.params.get(*name).map(|p| p.rule.kind);
+            kind != Some(ParamKind::Image) && !(new_seed && kind == Some(ParamKind::Seed))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn first_image(record: &JobRecord) -> Option<&crate::job::SavedOutput> {
+    record.outputs.iter().find(|o| o.kind == OutputKind::Image)
+}
+
+/// The workflows of the `workflows/` folder.
+#[derive(Debug, Clone)]
+pub struct CatalogFamily {
+    catalog: Arc<Catalog>,
+}
+
+impl CatalogFamily {
+    pub fn new(catalog: Arc<Catalog>) -> CatalogFamily {
+        CatalogFamily { catalog }
+    }
+
+    fn def(&self, name: &str) -> Option<&WorkflowDef> {
+        self.catalog.get(name)
+    }
+
+    fn has(&self, kind: WorkflowKind) -> bool {
+        self.catalog.iter().any(|d| d.manifest.kind == kind)
+    }
+
+    fn pick(&self, kind: WorkflowKind, needs: &[&str]) -> Result<&WorkflowDef, DeriveError> {
+        pick_workflow(&self.catalog, kind, needs)
+            .and_then(|n| self.def(&n))
+            .ok_or_else(|| DeriveError(format!("No {} workflow is loaded.", kind_name(kind))))
+    }
+}
+
+impl JobFamily for CatalogFamily {
+    fn workflows(&self) -> Vec<String> {
+        self.catalog.names().map(str::to_string).collect()
+    }
+
+    fn runs(&self, workflow: &str) -> bool {
+        self.def(workflow).is_some()
+    }
+
+    fn takes_video(&self, workflow: &str) -> bool {
+        self.def(workflow)
+            .is_some_and(|d| d.manifest.kind == WorkflowKind::Video)
+    }
+
+    fn nsfw(&self, workflow: &str) -> bool {
+        self.def(workflow).is_some_and(|d| d.manifest.nsfw)
+    }
+
+    fn prepare(
+        &self,
+        req: JobRequest,
+        rng: &mut dyn rand::RngCore,
+    ) -> Result<JobSpec, PrepareError> {
+        let def = self
+            .def(&req.workflow)
+            .ok_or_else(|| PrepareError::UnknownWorkflow {
+                name: req.workflow.clone(),
+                available: self.workflows().join(", "),
+            })?;
+        let images = image_params(def);
+        if req.inputs.len() > images.len() {
+            return Err(PrepareError::ImageCount {
+                workflow: req.workflow,
+                count: req.inputs.len(),
+                takes: images.len(),
+            });
+        }
+        let mut raw = RawRequest {
+            values: req.values,
+            aspect: req.aspect,
+        };
+        resolve_factor(def, &mut raw.values, &req.inputs);
+        let mut inputs = Vec::new();
+        for (param, input) in images.iter().zip(&req.inputs) {
+            // A placeholder that passes the checks; the generator puts the uploaded name there.
+            raw.values.insert(
+                param.clone(),
+                Value::String(format!("pending.{}", input.format.extension())),
+            );
+            inputs.push(InputFile {
+                param: param.clone(),
+                path: input.path.clone(),
+                mime: input.format.mime().to_string(),
+            });
+        }
+        let checked = validation::validate(&def.manifest.rules(), &raw)?;
+        let values = def.manifest.complete(&def.workflow, checked, &mut &mut *rng)?;
+        Ok(JobSpec {
+            workflow: req.workflow,
+            values: values.into_iter().collect(),
+            inputs,
+            parent: req.parent,
+        })
+    }
+
+    fn offers(&self, record: &JobRecord) -> Offers {
+        let image = first_image(record).is_some();
+        Offers {
+            upscale: image && self.has(WorkflowKind::Upscale),
+            vary: image && self.has(WorkflowKind::Img2img),
+            edit: record.spec.prompt().is_some(),
+            animate: image && self.has(WorkflowKind::Video),
+        }
+    }
+
+    fn derive(&self, source: &JobRecord, how: &Derivation) -> Result<JobRequest, DeriveError> {
+        let source_def = self.def(&source.spec.workflow).ok_or_else(|| {
+            DeriveError(format!(
+                "Workflow {} is no longer loaded.",
+                source.spec.workflow
+            ))
+        })?;
+        let output_image = || {
+            first_image(source)
+                .and_then(|o| reuse_file(&o.path, MediaFormat::Png))
+                .ok_or_else(|| DeriveError::new("This result's image is no longer on the server."))
+        };
+        let mut req = JobRequest {
+            parent: Some(source.id.clone()),
+            ..JobRequest::default()
+        };
+        match how {
+            Derivation::Reroll | Derivation::Retry | Derivation::Edit { .. } => {
+                req.workflow = source.spec.workflow.clone();
+                let new_seed = *how == Derivation::Reroll;
+                req.values = reusable_values(&source.spec, source_def, new_seed);
+                if let Derivation::Edit { prompt } = how {
+                    req.values.insert("prompt".into(), Value::String(prompt.clone()));
+                }
+                for input in &source.spec.inputs {
+                    if !input.path.exists() {
+                        return Err(DeriveError::new(
+                            "The image this job started from is no longer on the server.",
+                        ));
+                    }
+                    req.inputs.push(recorded_input(input, MediaFormat::Png));
+                }
+            }
+            Derivation::Upscale => {
+                let def = self.pick(WorkflowKind::Upscale, &["image"])?;
+                req.workflow = def.name.clone();
+                req.inputs.push(output_image()?);
+                req.values
+                    .insert(FACTOR_PARAM.into(), FOLLOW_UP_UPSCALE_FACTOR.into());
+            }
+            Derivation::Vary => {
+                let def = self.pick(WorkflowKind::Img2img, &["image"])?;
+                req.workflow = def.name.clone();
+                req.inputs.push(output_image()?);
+                // Keep the settings both workflows share, with a fresh seed.
+                for (k, v) in reusable_values(&source.spec, source_def, true) {
+                    if def.manifest.params.contains_key(&k) && !NOT_VARIED.contains(&k.as_str()) {
+                        req.values.insert(k, v);
+                    }
+                }
+                if def.manifest.params.contains_key("denoise") {
+                    req.values.insert("denoise".into(), VARY_DENOISE.into());
+                }
+            }
+            Derivation::Animate => {
+                let def = self.pick(WorkflowKind::Video, &["image"])?;
+                req.workflow = def.name.clone();
+                req.inputs.push(output_image()?);
+                if let Some(p) = source.spec.prompt() {
+                    req.values.insert("prompt".into(), p.into());
+                }
+            }
+        }
+        Ok(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{JobId, JobState, Origin, SavedOutput};
+    use crate::kinds::Kinds;
+    use serde_json::json;
+
+    fn catalog() -> Arc<Catalog> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../workflows");
+        Arc::new(Catalog::load_dir(&dir).unwrap().0)
+    }
+
+    fn kinds() -> Kinds {
+        Kinds::new(vec![Arc::new(CatalogFamily::new(catalog()))])
+    }
+
+    fn request(workflow: &str, values: serde_json::Value) -> JobRequest {
+        JobRequest {
+            workflow: workflow.into(),
+            values: values.as_object().cloned().unwrap_or_default(),
+            ..JobRequest::default()
+        }
+    }
+
+    /// A finished txt2img job whose output is a real 64×48 PNG in `dir`.
+    fn finished(dir: &Path) -> JobRecord {
+        let png = dir.join("out.png");
+        image::RgbImage::new(64, 48).save(&png).unwrap();
+        let spec = kinds()
+            .prepare(
+                request("txt2img", json!({"prompt": "a cat", "steps": 12})),
+                &mut rand::thread_rng(),
+            )
+            .unwrap();
+        JobRecord {
+            id: JobId::new(),
+            spec,
+            origin: Origin::default(),
+            state: JobState::Finished,
+            outputs: vec![SavedOutput {
+                kind: OutputKind::Image,
+                path: png,
+                bytes: 1,
+                sidecar: None,
+            }],
+            seq: 0,
+            remote_id: None,
+            attempts: 0,
+            created_ms: 0,
+            started_ms: None,
+            finished_ms: None,
+        }
+    }
+
+    #[test]
+    fn picks_by_kind_and_needs() {
+        let c = catalog();
+        assert_eq!(
+            pick_workflow(&c, WorkflowKind::Txt2img, &[]).as_deref(),
+            Some("txt2img")
+        );
+        assert_eq!(
+            pick_workflow(&c, WorkflowKind::Txt2img, &["lora"]).as_deref(),
+            Some("txt2img_lora")
+        );
+        assert_eq!(pick_workflow(&c, WorkflowKind::Txt2img, &["nope"]), None);
+        let with_image = choose_workflow(&c, WorkflowKind::Txt2img, None, &Map::new(), true);
+        assert_eq!(with_image.as_deref(), Ok("img2img"));
+        let values = json!({"prompt": "x", "nope": 1}).as_object().cloned().unwrap();
+        let e = choose_workflow(&c, WorkflowKind::Txt2img, None, &values, false).unwrap_err();
+        assert!(e.contains("No txt2img workflow takes prompt, nope"), "{e}");
+        let named = choose_workflow(&c, WorkflowKind::Upscale, Some("x".into()), &values, true);
+        assert_eq!(named.as_deref(), Ok("x"));
+    }
+
+    #[test]
+    fn prepare_fixes_seed_and_refuses_clearly() {
+        let k = kinds();
+        let mut rng = rand::thread_rng();
+        let spec = k
+            .prepare(request("txt2img", json!({"prompt": "a cat", "steps": 12})), &mut rng)
+            .unwrap();
+        assert_eq!(spec.values["steps"], 12);
+        assert!(spec.values["seed"].is_u64(), "seed fixed: {:?}", spec.values);
+        assert_eq!(spec.prompt(), Some("a cat"));
+        let e = k
+            .prepare(request("txt2img", json!({"prompt": "a cat", "steps": 500})), &mut rng)
+            .unwrap_err();
+        assert!(e.to_string().contains("steps must be between 1 and 50"), "{e}");
+        let e = k.prepare(request("nope", json!({})), &mut rng).unwrap_err();
+        assert!(e.to_string().contains("txt2img"), "{e}");
+    }
+
+    #[test]
+    fn a_factor_becomes_the_target_size_the_workflow_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("in.png");
+        image::RgbImage::new(40, 24).save(&png).unwrap();
+        let mut req = request("upscale", json!({"factor": 2.0}));
+        req.inputs.push(LocalInput {
+            path: png,
+            format: MediaFormat::Png,
+        });
+        let spec = kinds().prepare(req, &mut rand::thread_rng()).unwrap();
+        assert_eq!(spec.values["target_width"], 80, "{:?}", spec.values);
+        assert_eq!(spec.values["target_height"], 48);
+        assert!(!spec.values.contains_key(FACTOR_PARAM));
+    }
+
+    #[test]
+    fn follow_ups_build_the_next_job_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = finished(dir.path());
+        let k = kinds();
+        assert_eq!(
+            k.offers(&source),
+            Offers {
+                upscale: true,
+                vary: true,
+                edit: true,
+                animate: true
+            }
+        );
+        let reroll = k.derive(&source, &Derivation::Reroll).unwrap();
+        assert_eq!(reroll.workflow, "txt2img");
+        assert_eq!(reroll.values["steps"], 12);
+        assert!(!reroll.values.contains_key("seed"), "a new seed is drawn");
+        assert_eq!(reroll.parent.as_ref(), Some(&source.id));
+        let retry = k.derive(&source, &Derivation::Retry).unwrap();
+        assert_eq!(retry.values["seed"], source.spec.values["seed"]);
+        let edit = Derivation::Edit {
+            prompt: "a dog".into(),
+        };
+        assert_eq!(k.derive(&source, &edit).unwrap().values["prompt"], "a dog");
+
+        let vary = k.derive(&source, &Derivation::Vary).unwrap();
+        assert_eq!(vary.workflow, "img2img");
+        assert_eq!(vary.values["denoise"], VARY_DENOISE);
+        assert!(!vary.values.contains_key("width"));
+        assert_eq!(vary.inputs[0].format, MediaFormat::Png);
+        let up = k.derive(&source, &Derivation::Upscale).unwrap();
+        let spec = k.prepare(up, &mut rand::thread_rng()).unwrap();
+        assert_eq!(spec.workflow, "upscale");
+        assert_eq!(
+            (&spec.values["target_width"], &spec.values["target_height"]),
+            (&json!(128), &json!(96))
+        );
+        let animate = k.derive(&source, &Derivation::Animate).unwrap();
+        assert_eq!(animate.values["prompt"], "a cat");
+
+        std::fs::remove_file(&source.outputs[0].path).unwrap();
+        let gone = k.derive(&source, &Derivation::Vary).unwrap_err();
+        assert!(gone.0.contains("no longer on the server"), "{gone}");
+        assert_eq!(
+            k.offers(&JobRecord {
+                outputs: Vec::new(),
+                ..source.clone()
+            }),
+            Offers {
+                edit: true,
+                ..Offers::default()
+            }
+        );
+        let unknown = JobRecord {
+            spec: JobSpec {
+                workflow: "gone".into(),
+                ..source.spec.clone()
+            },
+            ..source
+        };
+        assert_eq!(k.offers(&unknown), Offers::default());
+        assert!(k.derive(&unknown, &Derivation::Reroll).is_err());
+    }
+}
