@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use core_comfyui::{Catalog, CatalogError, ComfyError};
 use generators::kinds::CatalogFamily;
-use generators::{JobRequest, Kinds, LocalInput, MemoryJournal, Notice, Origin, PrepareError, SubmitError};
+use generators::{
+    JobRequest, Kinds, LocalInput, MemoryJournal, Notice, Origin, PrepareError, SubmitError,
+};
 use progress::{spawn_throttled, JobPlan, ProgressSink, SinkError, Snapshot, Tracker, Update};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;

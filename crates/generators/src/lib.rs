@@ -20,8 +20,8 @@ pub use job::{
     now_ms, upscale_target, InputFile, JobId, JobRecord, JobSpec, JobState, Origin, OutputKind,
     SavedOutput,
 };
-pub use kinds::{Derivation, DeriveError, JobRequest, Kinds, LocalInput, Offers, PrepareError};
 pub use journal::{stable_client_id, Journal, JournalError, MemoryJournal, SqliteJournal};
+pub use kinds::{Derivation, DeriveError, JobRequest, Kinds, LocalInput, Offers, PrepareError};
 pub use scheduler::{
     BackendStatus, CancelError, JobPlace, Notice, Scheduler, SchedulerConfig, SchedulerStatus,
     SubmitError,

@@ -189,7 +189,10 @@ async fn bad_input_is_refused_before_any_request() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(err, RunError::UnknownWorkflow { .. }));
+    assert!(matches!(
+        err,
+        RunError::Prepare(generators::PrepareError::UnknownWorkflow { .. })
+    ));
     assert!(
         err.to_string()
             .contains("available: animate, edit, img2img, scale_image, txt2img"),

@@ -100,7 +100,10 @@ async fn on_component(
                 return Ok(());
             };
             let input = CreateInputText::new(InputTextStyle::Paragraph, "Prompt", PROMPT_INPUT)
-                .value(render::truncate_chars(prompt, render::MAX_MODAL_VALUE_CHARS))
+                .value(render::truncate_chars(
+                    prompt,
+                    render::MAX_MODAL_VALUE_CHARS,
+                ))
                 .max_length(render::MAX_MODAL_VALUE_CHARS as u16)
                 .required(true);
             let modal = CreateModal::new(render::custom_id(Action::EditSubmit, &job), MODAL_TITLE)
@@ -133,8 +136,7 @@ async fn on_component(
             c.defer(http.as_ref()).await?;
             let admin = access::is_admin(&data.config().discord, &resp.caller);
             if let Err(e) = data.scheduler.cancel(&job, resp.caller.user, admin).await {
-                resp.whisper(http, &capitalise(&e.to_string()))
-                    .await;
+                resp.whisper(http, &capitalise(&e.to_string())).await;
             }
             Ok(())
         }
@@ -156,8 +158,7 @@ async fn on_component(
                 return Ok(());
             }
             if let Err(e) = c.message.delete(http.as_ref()).await {
-                resp.whisper(http, &internal("deleting a result", &e))
-                    .await;
+                resp.whisper(http, &internal("deleting a result", &e)).await;
             }
             Ok(())
         }

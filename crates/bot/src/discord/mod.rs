@@ -176,8 +176,9 @@ impl Data {
     /// Every job family this bot runs: the catalog's workflows, and Cosmos when a host is
     /// configured.
     pub fn kinds(&self) -> generators::Kinds {
-        let mut families: Vec<Arc<dyn generators::kinds::JobFamily>> =
-            vec![Arc::new(generators::kinds::CatalogFamily::new(self.catalog()))];
+        let mut families: Vec<Arc<dyn generators::kinds::JobFamily>> = vec![Arc::new(
+            generators::kinds::CatalogFamily::new(self.catalog()),
+        )];
         if self.config().cosmos.is_some() {
             families.push(Arc::new(generators::cosmos::family::CosmosFamily));
         }

@@ -7,8 +7,8 @@ use generators::SubmitError;
 use poise::serenity_prelude as serenity;
 use serenity::Builder as _;
 use serenity::{
-    ChannelId, CreateAllowedMentions, CreateInteractionResponse,
-    CreateInteractionResponseFollowup, CreateInteractionResponseMessage, Http,
+    ChannelId, CreateAllowedMentions, CreateInteractionResponse, CreateInteractionResponseFollowup,
+    CreateInteractionResponseMessage, Http,
 };
 
 use super::access::Caller;
@@ -60,12 +60,7 @@ pub struct Responder {
 
 impl Responder {
     /// For an interaction that arrived at `at`.
-    pub fn new(
-        token: &str,
-        at: Instant,
-        caller: Caller,
-        attachment_size_limit: u32,
-    ) -> Responder {
+    pub fn new(token: &str, at: Instant, caller: Caller, attachment_size_limit: u32) -> Responder {
         Responder {
             token: token.to_string(),
             at,

@@ -76,7 +76,8 @@ impl JobFamily for CosmosFamily {
     }
 
     fn offers(&self, record: &JobRecord) -> Offers {
-        let transfer = CosmosKind::from_workflow(&record.spec.workflow) == Some(CosmosKind::Transfer);
+        let transfer =
+            CosmosKind::from_workflow(&record.spec.workflow) == Some(CosmosKind::Transfer);
         let video = record.outputs.iter().any(|o| o.kind == OutputKind::Video);
         Offers {
             upscale: video && transfer,
@@ -114,7 +115,9 @@ impl JobFamily for CosmosFamily {
                     .first()
                     .filter(|i| i.path.exists())
                     .ok_or_else(|| {
-                        DeriveError::new("The video this job started from is no longer on the server.")
+                        DeriveError::new(
+                            "The video this job started from is no longer on the server.",
+                        )
                     })?;
                 req.inputs.push(recorded_input(input, MediaFormat::Mp4));
             }
@@ -124,12 +127,16 @@ impl JobFamily for CosmosFamily {
                     .iter()
                     .filter(|o| o.kind == OutputKind::Video)
                     .find_map(|o| reuse_file(&o.path, MediaFormat::Mp4))
-                    .ok_or_else(|| DeriveError::new("This result's video is no longer on the server."))?;
+                    .ok_or_else(|| {
+                        DeriveError::new("This result's video is no longer on the server.")
+                    })?;
                 req.workflow = spec::UPSCALE_WORKFLOW.to_string();
                 req.inputs.push(video);
             }
             Derivation::Vary | Derivation::Animate => {
-                return Err(DeriveError::new("That button does not work on Cosmos results."))
+                return Err(DeriveError::new(
+                    "That button does not work on Cosmos results.",
+                ))
             }
         }
         Ok(req)
@@ -158,16 +165,28 @@ mod tests {
         };
         let mut rng = rand::thread_rng();
         let s = kinds
-            .prepare(req(json!({"prompt": "a rainy street", "edge": 0.8}), vec![video.clone()]), &mut rng)
+            .prepare(
+                req(
+                    json!({"prompt": "a rainy street", "edge": 0.8}),
+                    vec![video.clone()],
+                ),
+                &mut rng,
+            )
             .unwrap();
         assert_eq!(s.values["edge"], 0.8);
         assert_eq!(s.values["steps"], 35);
         assert!(s.values["seed"].as_u64().is_some_and(|x| x >= 1));
         assert_eq!(s.inputs[0].mime, "video/mp4");
         let e = kinds
-            .prepare(req(json!({"prompt": "x", "steps": 500}), vec![video.clone()]), &mut rng)
+            .prepare(
+                req(json!({"prompt": "x", "steps": 500}), vec![video.clone()]),
+                &mut rng,
+            )
             .unwrap_err();
-        assert!(e.to_string().contains("steps must be between 1 and 100"), "{e}");
+        assert!(
+            e.to_string().contains("steps must be between 1 and 100"),
+            "{e}"
+        );
         let e = kinds
             .prepare(req(json!({"prompt": "x"}), Vec::new()), &mut rng)
             .unwrap_err();

@@ -9,8 +9,8 @@ use serde_json::{Map, Value};
 use validation::{MediaFormat, ParamKind, RawRequest};
 
 use super::{
-    recorded_input, reuse_file, Derivation, DeriveError, JobFamily, JobRequest, LocalInput,
-    Offers, PrepareError,
+    recorded_input, reuse_file, Derivation, DeriveError, JobFamily, JobRequest, LocalInput, Offers,
+    PrepareError,
 };
 use crate::job::{upscale_target, InputFile, JobRecord, JobSpec, OutputKind};
 
@@ -119,11 +119,9 @@ fn resolve_factor(def: &WorkflowDef, values: &mut Map<String, Value>, inputs: &[
     let Some(factor) = values.remove(FACTOR_PARAM) else {
         return;
     };
-    let target = factor.as_f64().zip(
-        inputs
-            .first()
-            .and_then(|i| image_size(&i.path)),
-    );
+    let target = factor
+        .as_f64()
+        .zip(inputs.first().and_then(|i| image_size(&i.path)));
     if let Some((w, h)) = target.and_then(|(f, (w, h))| upscale_target(w, h, f)) {
         values.insert("target_width".into(), w.into());
         values.insert("target_height".into(), h.into());
@@ -229,7 +227,9 @@ impl JobFamily for CatalogFamily {
             });
         }
         let checked = validation::validate(&def.manifest.rules(), &raw)?;
-        let values = def.manifest.complete(&def.workflow, checked, &mut &mut *rng)?;
+        let values = def
+            .manifest
+            .complete(&def.workflow, checked, &mut &mut *rng)?;
         Ok(JobSpec {
             workflow: req.workflow,
             values: values.into_iter().collect(),
@@ -270,7 +270,8 @@ impl JobFamily for CatalogFamily {
                 let new_seed = *how == Derivation::Reroll;
                 req.values = reusable_values(&source.spec, source_def, new_seed);
                 if let Derivation::Edit { prompt } = how {
-                    req.values.insert("prompt".into(), Value::String(prompt.clone()));
+                    req.values
+                        .insert("prompt".into(), Value::String(prompt.clone()));
                 }
                 for input in &source.spec.inputs {
                     if !input.path.exists() {
@@ -383,7 +384,10 @@ mod tests {
         assert_eq!(pick_workflow(&c, WorkflowKind::Txt2img, &["nope"]), None);
         let with_image = choose_workflow(&c, WorkflowKind::Txt2img, None, &Map::new(), true);
         assert_eq!(with_image.as_deref(), Ok("img2img"));
-        let values = json!({"prompt": "x", "nope": 1}).as_object().cloned().unwrap();
+        let values = json!({"prompt": "x", "nope": 1})
+            .as_object()
+            .cloned()
+            .unwrap();
         let e = choose_workflow(&c, WorkflowKind::Txt2img, None, &values, false).unwrap_err();
         assert!(e.contains("No txt2img workflow takes prompt, nope"), "{e}");
         let named = choose_workflow(&c, WorkflowKind::Upscale, Some("x".into()), &values, true);
@@ -395,15 +399,28 @@ mod tests {
         let k = kinds();
         let mut rng = rand::thread_rng();
         let spec = k
-            .prepare(request("txt2img", json!({"prompt": "a cat", "steps": 12})), &mut rng)
+            .prepare(
+                request("txt2img", json!({"prompt": "a cat", "steps": 12})),
+                &mut rng,
+            )
             .unwrap();
         assert_eq!(spec.values["steps"], 12);
-        assert!(spec.values["seed"].is_u64(), "seed fixed: {:?}", spec.values);
+        assert!(
+            spec.values["seed"].is_u64(),
+            "seed fixed: {:?}",
+            spec.values
+        );
         assert_eq!(spec.prompt(), Some("a cat"));
         let e = k
-            .prepare(request("txt2img", json!({"prompt": "a cat", "steps": 500})), &mut rng)
+            .prepare(
+                request("txt2img", json!({"prompt": "a cat", "steps": 500})),
+                &mut rng,
+            )
             .unwrap_err();
-        assert!(e.to_string().contains("steps must be between 1 and 50"), "{e}");
+        assert!(
+            e.to_string().contains("steps must be between 1 and 50"),
+            "{e}"
+        );
         let e = k.prepare(request("nope", json!({})), &mut rng).unwrap_err();
         assert!(e.to_string().contains("txt2img"), "{e}");
     }

@@ -66,7 +66,9 @@ pub enum Derivation {
     /// The same job again, seed and all (after a failure).
     Retry,
     /// The same job with another prompt.
-    Edit { prompt: String },
+    Edit {
+        prompt: String,
+    },
     Upscale,
     Vary,
     Animate,
@@ -142,7 +144,8 @@ impl Kinds {
     }
 
     pub fn takes_video(&self, workflow: &str) -> bool {
-        self.family(workflow).is_some_and(|f| f.takes_video(workflow))
+        self.family(workflow)
+            .is_some_and(|f| f.takes_video(workflow))
     }
 
     pub fn nsfw(&self, workflow: &str) -> bool {

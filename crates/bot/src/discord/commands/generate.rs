@@ -63,15 +63,7 @@ pub async fn generate(
     } else {
         WorkflowKind::Txt2img
     };
-    launch_from_command(
-        ctx,
-        kind,
-        workflow,
-        v,
-        aspect,
-        image.iter().collect(),
-    )
-    .await
+    launch_from_command(ctx, kind, workflow, v, aspect, image.iter().collect()).await
 }
 
 /// Edit an image by instruction.
@@ -107,7 +99,9 @@ pub async fn upscale(
     factor: Option<f64>,
 ) -> Result<(), Error> {
     let mut v = Map::new();
-    let factor = factor.unwrap_or(DEFAULT_FACTOR).clamp(MIN_FACTOR, MAX_FACTOR);
+    let factor = factor
+        .unwrap_or(DEFAULT_FACTOR)
+        .clamp(MIN_FACTOR, MAX_FACTOR);
     v.insert(FACTOR_PARAM.into(), factor.into());
     launch_from_command(ctx, WorkflowKind::Upscale, None, v, None, vec![&image]).await
 }
@@ -125,15 +119,7 @@ pub async fn animate(
     let mut v = Map::new();
     v.insert("prompt".into(), prompt.into());
     put(&mut v, "frames", frames);
-    launch_from_command(
-        ctx,
-        WorkflowKind::Video,
-        None,
-        v,
-        None,
-        vec![&image],
-    )
-    .await
+    launch_from_command(ctx, WorkflowKind::Video, None, v, None, vec![&image]).await
 }
 
 /// Transform a video with NVIDIA Cosmos on the GPU host.

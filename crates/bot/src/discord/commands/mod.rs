@@ -78,7 +78,10 @@ async fn launch_from_command(
     );
     let name = match chosen {
         Ok(n) => n,
-        Err(msg) => return Ok(resp.fail(&http, &msg).await),
+        Err(msg) => {
+            resp.fail(&http, &msg).await;
+            return Ok(());
+        }
     };
     let kinds = data.kinds();
     if !kinds.knows(&name) {
@@ -86,13 +89,17 @@ async fn launch_from_command(
             "Unknown workflow {name:?}; available: {}.",
             kinds.workflows().join(", ")
         );
-        return Ok(resp.fail(&http, &msg).await);
+        resp.fail(&http, &msg).await;
+        return Ok(());
     }
     let id = JobId::new();
     let incoming: Vec<Incoming> = attachments.into_iter().map(Incoming::from).collect();
     let inputs = match fetch_inputs(&data, &id, &incoming, kinds.takes_video(&name)).await {
         Ok(i) => i,
-        Err(msg) => return Ok(resp.fail(&http, &msg).await),
+        Err(msg) => {
+            resp.fail(&http, &msg).await;
+            return Ok(());
+        }
     };
     let req = JobRequest {
         workflow: name,
