@@ -79,12 +79,6 @@ pub struct Metrics {
     pub gateway_connected: AtomicBool,
 }
 
-impl Metrics {
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// What the endpoint reads.
 #[derive(Clone)]
 #[allow(missing_debug_implementations)] // holds a `dyn Journal`

@@ -5,6 +5,7 @@ pub mod check;
 pub mod config;
 pub mod data_lock;
 pub mod discord;
+pub mod engine;
 pub mod health;
 pub mod logging;
 pub mod run;

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use core_comfyui::{Catalog, CatalogError, ComfyError};
-use generators::kinds::CatalogFamily;
 use generators::{
-    JobRequest, Kinds, LocalInput, MemoryJournal, Notice, Origin, PrepareError, SubmitError,
+    Follower, JobEnd, JobRequest, LocalInput, MemoryJournal, Notice, Origin, PrepareError, Step,
+    SubmitError,
 };
-use progress::{spawn_throttled, JobPlan, ProgressSink, SinkError, Snapshot, Tracker, Update};
+use progress::{spawn_throttled, ProgressSink, SinkError, Snapshot};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,7 +19,7 @@ use validation::attachment::{inspect, AttachmentRules, DeclaredAttachment, Media
 use validation::{ParamKind, ParamRule, Refusal};
 
 use crate::config::Config;
-use crate::serve::start_engine;
+use crate::engine::start_engine;
 
 /// Terminal redraws are cheap; a short interval keeps the bar lively.
 pub const TERMINAL_EDIT_INTERVAL: Duration = Duration::from_millis(200);
@@ -189,7 +189,13 @@ pub async fn run_workflow<S: ProgressSink>(
         });
     }
     let catalog = Arc::new(catalog);
-    let kinds = Kinds::new(vec![Arc::new(CatalogFamily::new(catalog.clone()))]);
+    // The same engine as the bot: one backend (the one asked for), no Cosmos host, an
+    // in-memory journal, outputs in --out.
+    let mut engine_config = config.clone();
+    engine_config.backends = vec![backend.clone()];
+    engine_config.cosmos = None;
+    engine_config.outputs.dir = args.out_dir.clone();
+    let kinds = crate::engine::job_kinds(&engine_config, catalog.clone());
     let request = JobRequest {
         workflow: args.workflow.clone(),
         values,
@@ -200,10 +206,6 @@ pub async fn run_workflow<S: ProgressSink>(
     let spec = kinds.prepare(request, &mut rand::thread_rng())?;
     let values = spec.values.clone();
 
-    // The same engine as the bot: one backend, an in-memory journal, outputs in --out.
-    let mut engine_config = config.clone();
-    engine_config.backends = vec![backend.clone()];
-    engine_config.outputs.dir = args.out_dir.clone();
     let stop = CancellationToken::new();
     // Every early return below stops the engine's tasks.
     let _stop_on_return = stop.clone().drop_guard();
@@ -226,11 +228,10 @@ pub async fn run_workflow<S: ProgressSink>(
     };
 
     let progress = spawn_throttled(sink, TERMINAL_EDIT_INTERVAL);
-    let started = tokio::time::Instant::now();
-    let mut tracker = Tracker::new(JobPlan::default(), started);
+    let mut follower = Follower::new();
     tokio::pin!(cancel);
     let mut cancel_sent = false;
-    let result = loop {
+    let (result, last) = loop {
         let notice = tokio::select! {
             n = notices.recv() => n,
             _ = &mut cancel, if !cancel_sent => {
@@ -241,38 +242,28 @@ pub async fn run_workflow<S: ProgressSink>(
                 continue;
             }
         };
-        let now = tokio::time::Instant::now();
-        let update = match notice {
-            None => break Err(RunError::Failed("the scheduler stopped".into())),
-            Some(Notice::Queued { position, .. }) => Update::Queued {
-                position: Some(position),
-            },
-            Some(Notice::Plan { plan, .. }) => {
-                tracker = Tracker::new(plan, started);
-                continue;
+        // A stopped scheduler ends the job like a failure would.
+        let notice = notice.unwrap_or_else(|| Notice::Failed {
+            id: id.clone(),
+            reason: "the scheduler stopped".into(),
+        });
+        if let Notice::Retrying { reason, .. } = &notice {
+            tracing::warn!(%reason, "the job runs again");
+        }
+        match follower.follow(notice, tokio::time::Instant::now()).1 {
+            Step::Planned => {}
+            Step::Show(snapshot) => progress.update(snapshot),
+            Step::End { end, last } => {
+                let result = match end {
+                    JobEnd::Finished(outputs) => Ok(outputs),
+                    JobEnd::Failed(reason) => Err(RunError::Failed(reason)),
+                    JobEnd::Cancelled => Err(RunError::Cancelled),
+                };
+                break (result, last);
             }
-            Some(Notice::Progress { update, .. }) => update,
-            Some(Notice::Retrying { reason, .. }) => {
-                tracing::warn!(%reason, "the job runs again");
-                Update::Retrying { reason }
-            }
-            Some(Notice::Started { .. }) => continue,
-            Some(Notice::Finished { outputs, .. }) => break Ok(outputs),
-            Some(Notice::Failed { reason, .. }) => break Err(RunError::Failed(reason)),
-            Some(Notice::Cancelled { .. }) => break Err(RunError::Cancelled),
-        };
-        progress.update(tracker.apply(update, now).clone());
+        }
     };
-    let last = match &result {
-        Ok(_) => Update::Finished,
-        Err(RunError::Cancelled) => Update::Cancelled,
-        Err(e) => Update::Failed {
-            reason: e.to_string(),
-        },
-    };
-    progress
-        .finish(tracker.apply(last, tokio::time::Instant::now()).clone())
-        .await;
+    progress.finish(last).await;
     stop.cancel();
     tasks.close();
     tasks.wait().await;

@@ -5,17 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context as _;
-use core_comfyui::{Catalog, ComfyClient};
-use generators::cosmos::CosmosGenerator;
-use generators::{
-    stable_client_id, ComfyGenerator, Generator, Journal, Notice, Scheduler, SqliteJournal,
-};
-use tokio::sync::mpsc;
+use generators::{Journal, SqliteJournal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::engine::{load_catalog, start_engine};
 
 /// From ctrl-c or SIGTERM to exit, at most (Docker's stop timeout is 10 s before SIGKILL).
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(8);
@@ -43,83 +38,6 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-}
-
-/// Everything `serve` starts; kept together so tests can drive it.
-pub struct Engine {
-    pub scheduler: Scheduler,
-    pub notices: mpsc::Receiver<Notice>,
-    pub journal: Arc<dyn Journal>,
-    pub catalog: Arc<Catalog>,
-    pub generators: Vec<ComfyGenerator>,
-    /// The Cosmos host, when configured.
-    pub cosmos: Option<CosmosGenerator>,
-}
-
-impl std::fmt::Debug for Engine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("generators", &self.generators.len())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Loads the workflows folder; a broken workflow is logged and skipped.
-pub fn load_catalog(config: &Config) -> anyhow::Result<Arc<Catalog>> {
-    let (catalog, errors) = Catalog::load_dir(&config.workflows_dir)
-        .with_context(|| format!("loading workflows from {}", config.workflows_dir.display()))?;
-    for e in &errors {
-        tracing::error!(error = %e, "workflow skipped");
-    }
-    tracing::info!(workflows = ?catalog.names().collect::<Vec<_>>(), "workflows loaded");
-    Ok(Arc::new(catalog))
-}
-
-/// Starts the scheduler with one generator per
-/// backend, owned by `tracker` and stopped by `cancel`.
-pub fn start_engine(
-    config: &Config,
-    catalog: Arc<Catalog>,
-    journal: Arc<dyn Journal>,
-    cancel: &CancellationToken,
-    tracker: &TaskTracker,
-) -> anyhow::Result<Engine> {
-    let mut generators = Vec::new();
-    for b in &config.backends {
-        let mut client_config = config.client_config(b);
-        client_config.client_id = Some(stable_client_id(journal.as_ref(), &b.name)?);
-        let client =
-            ComfyClient::new(client_config).with_context(|| format!("backend {}", b.name))?;
-        generators.push(ComfyGenerator::new(
-            b.name.clone(),
-            client,
-            catalog.clone(),
-            &config.outputs.dir,
-        ));
-    }
-    let mut gens: Vec<Arc<dyn Generator>> = generators
-        .iter()
-        .map(|g| Arc::new(g.clone()) as Arc<dyn Generator>)
-        .collect();
-    let cosmos = config.cosmos_settings().map(CosmosGenerator::new);
-    if let Some(c) = &cosmos {
-        gens.push(Arc::new(c.clone()));
-    }
-    let (scheduler, notices) = Scheduler::start(
-        config.scheduler(),
-        gens,
-        journal.clone(),
-        cancel.clone(),
-        tracker,
-    )?;
-    Ok(Engine {
-        scheduler,
-        notices,
-        journal,
-        catalog,
-        generators,
-        cosmos,
-    })
 }
 
 /// Downloaded inputs are kept this long when outputs have no age limit (Reroll needs them).

@@ -2,13 +2,10 @@
 //! WebSocket router before posting it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
-use rand::Rng;
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
-use serde::de::DeserializeOwned;
+use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -17,362 +14,15 @@ use tokio_util::task::TaskTracker;
 use url::Url;
 
 use crate::error::{node_problems, ComfyError, NodeProblem, PromptRejection};
-use crate::job::Job;
-use crate::object_info::{NodeInfo, ObjectInfo};
-use crate::types::{FileRef, FolderType, HistoryEntry, PromptAccepted, QueueSnapshot, SystemStats};
+use crate::http::{Body, Http};
+use crate::object_info::ObjectInfo;
+use crate::prompt::Job;
+use crate::request::{ClientConfig, PromptOptions, UploadRequest};
+use crate::router::Router;
+use crate::shared::{ConnectionState, Shared};
+use crate::types::{FileRef, HistoryEntry, PromptAccepted, QueueSnapshot, SystemStats};
 use crate::workflow::Workflow;
-use crate::ws::{self, ConnectionState, Router};
-
-/// Error bodies kept in full up to this size; beyond it they are cut (they are for logs).
-const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
-
-/// Timeouts, limits and retry policy for one backend. Defaults suit a LAN server.
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    pub base_url: Url,
-    /// Stable id of this client's WebSocket; random when `None`.
-    pub client_id: Option<String>,
-    /// Whole-request timeout for API calls (not for downloads, which use `download_timeout`).
-    pub request_timeout: Duration,
-    pub download_timeout: Duration,
-    pub connect_timeout: Duration,
-    /// Extra attempts for idempotent requests that failed transiently.
-    pub retries: u32,
-    pub retry_base_delay: Duration,
-    /// JSON answers larger than this are refused (`/object_info` is ~0.5 MB on a stock server).
-    pub max_json_bytes: usize,
-    /// Default cap for `/view` downloads.
-    pub max_download_bytes: u64,
-    /// Larger WebSocket messages close the connection (it is then reopened).
-    pub max_ws_message_bytes: usize,
-    /// The server sends no pings; we ping to notice a dead connection.
-    pub ping_interval: Duration,
-    pub reconnect_max_delay: Duration,
-    /// After this long without a connection, jobs waiting on it end as lost.
-    pub give_up_after: Duration,
-    /// How long `submit` and `connect` wait for the WebSocket.
-    pub connect_wait: Duration,
-    /// Events buffered per job before the oldest kind (progress, previews) are dropped.
-    pub event_buffer: usize,
-}
-
-impl ClientConfig {
-    pub fn new(base_url: &str) -> Result<ClientConfig, ComfyError> {
-        let invalid = |reason: &str| ComfyError::InvalidUrl {
-            url: base_url.to_string(),
-            reason: reason.to_string(),
-        };
-        let mut url = Url::parse(base_url).map_err(|e| invalid(&e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid("use an http:// or https:// URL"));
-        }
-        if url.host().is_none() {
-            return Err(invalid("the URL has no host"));
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(invalid("the URL must not have a query or fragment"));
-        }
-        // A trailing slash makes relative joins keep a reverse-proxy path prefix.
-        if !url.path().ends_with('/') {
-            let path = format!("{}/", url.path());
-            url.set_path(&path);
-        }
-        Ok(ClientConfig {
-            base_url: url,
-            client_id: None,
-            request_timeout: Duration::from_secs(30),
-            download_timeout: Duration::from_secs(300),
-            connect_timeout: Duration::from_secs(5),
-            retries: 3,
-            retry_base_delay: Duration::from_millis(200),
-            max_json_bytes: 64 * 1024 * 1024,
-            max_download_bytes: 512 * 1024 * 1024,
-            max_ws_message_bytes: 64 * 1024 * 1024,
-            ping_interval: Duration::from_secs(15),
-            reconnect_max_delay: Duration::from_secs(30),
-            give_up_after: Duration::from_secs(600),
-            connect_wait: Duration::from_secs(10),
-            event_buffer: 256,
-        })
-    }
-}
-
-/// Options for one prompt.
-#[derive(Debug, Clone, Default)]
-pub struct PromptOptions {
-    /// The prompt's id; random when `None`. Choosing it lets a caller record it before
-    /// posting, so a crash in between cannot lose track of a queued prompt.
-    pub prompt_id: Option<String>,
-    /// Jump the server's queue.
-    pub front: bool,
-    /// Stored with the item; `extra_pnginfo` ends up in saved PNGs.
-    pub extra_data: Map<String, Value>,
-}
-
-/// A file to upload with `POST /upload/image`.
-#[derive(Debug, Clone)]
-pub struct UploadRequest {
-    pub filename: String,
-    pub bytes: Bytes,
-    pub mime: String,
-    pub folder: FolderType,
-    pub subfolder: String,
-    pub overwrite: bool,
-}
-
-impl UploadRequest {
-    pub fn input_image(filename: impl Into<String>, bytes: impl Into<Bytes>, mime: &str) -> Self {
-        UploadRequest {
-            filename: filename.into(),
-            bytes: bytes.into(),
-            mime: mime.to_string(),
-            folder: FolderType::Input,
-            subfolder: String::new(),
-            overwrite: false,
-        }
-    }
-}
-
-/// HTTP plumbing shared with the WebSocket task.
-#[derive(Debug)]
-pub(crate) struct Http {
-    pub config: ClientConfig,
-    pub client: reqwest::Client,
-}
-
-/// What went into a request, so it can be rebuilt for a retry.
-enum Body {
-    None,
-    Json(Value),
-    Upload(UploadRequest),
-}
-
-impl Http {
-    pub fn url(&self, path: &str) -> Url {
-        // base_url ends with '/', and paths are relative constants.
-        self.config
-            .base_url
-            .join(path)
-            .unwrap_or_else(|_| self.config.base_url.clone())
-    }
-
-    fn build(&self, method: &Method, url: &Url, body: &Body) -> Result<RequestBuilder, ComfyError> {
-        let req = self
-            .client
-            .request(method.clone(), url.clone())
-            .timeout(self.config.request_timeout);
-        Ok(match body {
-            Body::None => req,
-            Body::Json(v) => req.json(v),
-            Body::Upload(u) => {
-                let part = reqwest::multipart::Part::stream(u.bytes.clone())
-                    .file_name(u.filename.clone())
-                    .mime_str(&u.mime)
-                    .map_err(|e| ComfyError::Http {
-                        endpoint: "upload/image".into(),
-                        source: e,
-                    })?;
-                let mut form = reqwest::multipart::Form::new()
-                    .part("image", part)
-                    .text("type", u.folder.as_str())
-                    .text("subfolder", u.subfolder.clone());
-                if u.overwrite {
-                    form = form.text("overwrite", "true");
-                }
-                req.multipart(form)
-            }
-        })
-    }
-
-    fn map_send_error(&self, endpoint: &str, e: reqwest::Error) -> ComfyError {
-        if e.is_timeout() {
-            ComfyError::Timeout {
-                endpoint: endpoint.to_string(),
-                after: self.config.request_timeout,
-            }
-        } else if e.is_connect() {
-            ComfyError::Connect {
-                endpoint: endpoint.to_string(),
-                source: e,
-            }
-        } else {
-            ComfyError::Http {
-                endpoint: endpoint.to_string(),
-                source: e,
-            }
-        }
-    }
-
-    /// Sends once; a non-2xx answer becomes [`ComfyError::Status`] with its body, except the
-    /// statuses the caller wants to read itself.
-    async fn send_once(
-        &self,
-        method: &Method,
-        endpoint: &str,
-        url: &Url,
-        body: &Body,
-        pass: &[StatusCode],
-    ) -> Result<Response, ComfyError> {
-        let resp = self
-            .build(method, url, body)?
-            .send()
-            .await
-            .map_err(|e| self.map_send_error(endpoint, e))?;
-        let status = resp.status();
-        if status.is_success() || pass.contains(&status) {
-            return Ok(resp);
-        }
-        let body = read_capped(resp, MAX_ERROR_BODY_BYTES, endpoint, self)
-            .await
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        Err(ComfyError::Status {
-            endpoint: endpoint.to_string(),
-            status: status.as_u16(),
-            body,
-        })
-    }
-
-    /// Sends, retrying transient failures with exponential backoff and jitter when `idempotent`.
-    async fn send(
-        &self,
-        method: Method,
-        endpoint: &str,
-        url: Url,
-        body: Body,
-        idempotent: bool,
-        pass: &[StatusCode],
-    ) -> Result<Response, ComfyError> {
-        let attempts = if idempotent {
-            self.config.retries + 1
-        } else {
-            1
-        };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.send_once(&method, endpoint, &url, &body, pass).await {
-                Ok(resp) => return Ok(resp),
-                Err(e) if attempt < attempts && e.is_transient() => {
-                    let delay = backoff(
-                        self.config.retry_base_delay,
-                        attempt,
-                        Duration::from_secs(5),
-                    );
-                    tracing::debug!(endpoint, attempt, ?delay, error = %e, "retrying ComfyUI request");
-                    tokio::time::sleep(delay).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ComfyError> {
-        let resp = self
-            .send(Method::GET, path, self.url(path), Body::None, true, &[])
-            .await?;
-        self.decode(resp, path).await
-    }
-
-    async fn decode<T: DeserializeOwned>(
-        &self,
-        resp: Response,
-        endpoint: &str,
-    ) -> Result<T, ComfyError> {
-        let bytes = read_capped(resp, self.config.max_json_bytes, endpoint, self).await?;
-        serde_json::from_slice(&bytes).map_err(|source| ComfyError::Decode {
-            endpoint: endpoint.to_string(),
-            body: String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_ERROR_BODY_BYTES)])
-                .into_owned(),
-            source,
-        })
-    }
-
-    /// POST whose reply body is empty (ComfyUI's action endpoints).
-    pub(crate) async fn post_action(
-        &self,
-        path: &str,
-        body: Value,
-        idempotent: bool,
-    ) -> Result<(), ComfyError> {
-        self.send(
-            Method::POST,
-            path,
-            self.url(path),
-            Body::Json(body),
-            idempotent,
-            &[],
-        )
-        .await
-        .map(drop)
-    }
-
-    pub async fn history(&self, prompt_id: &str) -> Result<Option<HistoryEntry>, ComfyError> {
-        let path = format!("history/{}", urlencode_segment(prompt_id));
-        let mut map: indexmap::IndexMap<String, HistoryEntry> = self.get_json(&path).await?;
-        Ok(map.swap_remove(prompt_id))
-    }
-
-    pub async fn queue(&self) -> Result<QueueSnapshot, ComfyError> {
-        let v: Value = self.get_json("queue").await?;
-        QueueSnapshot::from_value(&v).ok_or_else(|| ComfyError::Decode {
-            endpoint: "queue".into(),
-            body: v.to_string(),
-            source: <serde_json::Error as serde::de::Error>::custom(
-                "expected {queue_running: [...], queue_pending: [...]}",
-            ),
-        })
-    }
-}
-
-fn urlencode_segment(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// Exponential backoff with ±25 % jitter, capped.
-pub(crate) fn backoff(base: Duration, attempt: u32, cap: Duration) -> Duration {
-    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
-    let capped = exp.min(cap);
-    let jitter = rand::thread_rng().gen_range(0.75..=1.25);
-    capped.mul_f64(jitter)
-}
-
-/// Reads a body, refusing more than `limit` bytes (checked against Content-Length first).
-async fn read_capped(
-    resp: Response,
-    limit: usize,
-    endpoint: &str,
-    http: &Http,
-) -> Result<Bytes, ComfyError> {
-    let too_large = || ComfyError::TooLarge {
-        what: format!("the answer to {endpoint}"),
-        limit: limit as u64,
-    };
-    if resp.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let mut buf = BytesMut::new();
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| http.map_send_error(endpoint, e))?;
-        if buf.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
-}
-
-/// The part of the client that background tasks hold; it does not keep the client alive.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub http: Http,
-    pub router: Router,
-    pub state: watch::Sender<ConnectionState>,
-    pub client_id: String,
-    pub cancel: CancellationToken,
-    pub tracker: TaskTracker,
-}
+use crate::ws;
 
 #[derive(Debug)]
 struct Inner {
@@ -608,81 +258,19 @@ impl ComfyClient {
         self.shared().http.history(prompt_id).await
     }
 
-    /// The last `max_items` history entries, oldest first.
-    pub async fn recent_history(
-        &self,
-        max_items: u32,
-    ) -> Result<indexmap::IndexMap<String, HistoryEntry>, ComfyError> {
-        self.shared()
-            .http
-            .get_json(&format!("history?max_items={max_items}"))
-            .await
-    }
-
     /// `GET /queue`, pending sorted by number.
     pub async fn queue(&self) -> Result<QueueSnapshot, ComfyError> {
         self.shared().http.queue().await
     }
 
-    /// `POST /queue {"delete": [...]}`: removes pending prompts (a running one is untouched).
-    pub async fn delete_queued(&self, prompt_ids: &[&str]) -> Result<(), ComfyError> {
-        self.shared()
-            .http
-            .post_action("queue", json!({ "delete": prompt_ids }), true)
-            .await
-    }
-
-    /// `POST /queue {"clear": true}`: removes every pending prompt.
-    pub async fn clear_queue(&self) -> Result<(), ComfyError> {
-        self.shared()
-            .http
-            .post_action("queue", json!({ "clear": true }), true)
-            .await
-    }
-
-    /// `POST /interrupt`: with an id, stops that prompt only if it is running; without, stops
-    /// whatever runs.
-    pub async fn interrupt(&self, prompt_id: Option<&str>) -> Result<(), ComfyError> {
-        let body = match prompt_id {
-            Some(id) => json!({ "prompt_id": id }),
-            None => json!({}),
-        };
-        self.shared()
-            .http
-            .post_action("interrupt", body, true)
-            .await
-    }
-
     /// Cancels a prompt in any state: pending → deleted (its job ends as cancelled), running →
     /// interrupted (its job ends as interrupted), finished → nothing.
     pub async fn cancel(&self, prompt_id: &str) -> Result<(), ComfyError> {
-        ws::cancel(self.shared(), prompt_id).await
-    }
-
-    /// `POST /free`.
-    pub async fn free(&self, unload_models: bool, free_memory: bool) -> Result<(), ComfyError> {
-        self.shared()
-            .http
-            .post_action(
-                "free",
-                json!({ "unload_models": unload_models, "free_memory": free_memory }),
-                true,
-            )
-            .await
+        crate::shared::cancel(self.shared(), prompt_id).await
     }
 
     pub async fn object_info(&self) -> Result<ObjectInfo, ComfyError> {
         self.shared().http.get_json("object_info").await
-    }
-
-    /// One class from `GET /object_info/{class}`; `None` when the server lacks it.
-    pub async fn node_info(&self, class: &str) -> Result<Option<NodeInfo>, ComfyError> {
-        let mut map: ObjectInfo = self
-            .shared()
-            .http
-            .get_json(&format!("object_info/{}", urlencode_segment(class)))
-            .await?;
-        Ok(map.swap_remove(class))
     }
 
     pub async fn system_stats(&self) -> Result<SystemStats, ComfyError> {
@@ -776,33 +364,5 @@ impl ComfyClient {
             source,
         })?;
         Ok(written)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base_url_rules() {
-        let c = ClientConfig::new("http://127.0.0.1:8188").unwrap();
-        assert_eq!(c.base_url.as_str(), "http://127.0.0.1:8188/");
-        let c = ClientConfig::new("https://host/comfy").unwrap();
-        assert_eq!(
-            c.base_url.join("prompt").unwrap().as_str(),
-            "https://host/comfy/prompt"
-        );
-        for bad in ["ftp://x", "not a url", "http://h/?q=1", "ws://h"] {
-            assert!(ClientConfig::new(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        let base = Duration::from_millis(100);
-        let cap = Duration::from_secs(1);
-        assert!(backoff(base, 1, cap) <= Duration::from_millis(125));
-        assert!(backoff(base, 3, cap) >= Duration::from_millis(300));
-        assert!(backoff(base, 30, cap) <= Duration::from_millis(1250));
     }
 }

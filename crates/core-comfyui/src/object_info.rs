@@ -155,10 +155,6 @@ impl NodeInfo {
             .map(String::as_str)
     }
 
-    pub fn is_required(&self, name: &str) -> bool {
-        self.input.required.contains_key(name)
-    }
-
     /// What to show a person: the display name, or the class name.
     pub fn title<'a>(&'a self, class: &'a str) -> &'a str {
         if self.display_name.is_empty() {

@@ -235,10 +235,6 @@ impl Workflow {
         Value::Object(self.nodes.clone())
     }
 
-    pub fn into_value(self) -> Value {
-        Value::Object(self.nodes)
-    }
-
     pub fn to_json(&self) -> String {
         // Serialising a Map of Values cannot fail.
         serde_json::to_string(&self.nodes).unwrap_or_default()

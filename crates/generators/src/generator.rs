@@ -1,4 +1,4 @@
-//! One trait for every backend kind (ComfyUI now, Cosmos over SSH later).
+//! One trait for every backend kind (ComfyUI over HTTP, Cosmos over SSH).
 
 use std::collections::{HashMap, HashSet};
 

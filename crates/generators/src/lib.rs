@@ -7,6 +7,7 @@
 pub mod comfy;
 pub mod cosmos;
 pub mod fair_queue;
+pub mod follow;
 pub mod generator;
 pub mod job;
 pub mod journal;
@@ -15,6 +16,7 @@ pub mod outputs;
 pub mod scheduler;
 
 pub use comfy::{plan_for, progress_update, ComfyGenerator};
+pub use follow::{Follower, JobEnd, Step};
 pub use generator::{GenEvent, GenJob, GenOutcome, Generator, Probe, RunControl};
 pub use job::{
     now_ms, upscale_target, InputFile, JobId, JobRecord, JobSpec, JobState, Origin, OutputKind,

@@ -11,5 +11,8 @@ pub mod sink;
 pub mod tracker;
 
 pub use render::{bar, EmbedView, BAR_CELLS};
-pub use sink::{spawn_throttled, ProgressHandle, ProgressSink, SinkError, DEFAULT_EDIT_INTERVAL};
+pub use sink::{
+    spawn_throttled, spawn_throttled_after, ProgressHandle, ProgressSink, SinkError,
+    DEFAULT_EDIT_INTERVAL,
+};
 pub use tracker::{JobPlan, NodeRole, Phase, PlannedNode, Preview, Snapshot, Tracker, Update};

@@ -94,21 +94,36 @@ async fn stop_requested(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Starts the delivery task for one message.
+/// Starts the delivery task for one message; the first state goes out at once.
 pub fn spawn_throttled<S: ProgressSink>(sink: S, interval: Duration) -> ProgressHandle {
+    start(sink, interval, None)
+}
+
+/// Starts the delivery task for a message last written at `shown`: the first state waits
+/// until `shown + interval`, like every later one.
+pub fn spawn_throttled_after<S: ProgressSink>(
+    sink: S,
+    interval: Duration,
+    shown: Instant,
+) -> ProgressHandle {
+    start(sink, interval, Some(shown))
+}
+
+fn start<S: ProgressSink>(sink: S, interval: Duration, shown: Option<Instant>) -> ProgressHandle {
     let (tx, rx) = watch::channel(None);
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(deliver_loop(sink, interval, rx, stop_rx));
+    let task = tokio::spawn(deliver_loop(sink, interval, shown, rx, stop_rx));
     ProgressHandle { tx, stop, task }
 }
 
 async fn deliver_loop<S: ProgressSink>(
     sink: S,
     interval: Duration,
+    shown: Option<Instant>,
     mut rx: watch::Receiver<Option<Slot>>,
     mut stop: watch::Receiver<bool>,
 ) -> u64 {
-    let mut last_sent: Option<Instant> = None;
+    let mut last_sent: Option<Instant> = shown;
     let mut delivered = 0u64;
     let mut final_attempts = 0u32;
     let mut retry_now = false;
@@ -288,6 +303,30 @@ mod tests {
             100.0,
             "the final state is delivered last"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_edit_keeps_the_interval_from_when_the_message_was_shown() {
+        let rec = Recorder::default();
+        let interval = Duration::from_millis(1500);
+        let shown = Instant::now();
+        let handle = spawn_throttled_after(rec.clone(), interval, shown);
+        // Progress arrives a moment after the queued message went out.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        handle.update(snap(5.0));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        handle.update(snap(9.0));
+        let delivered = handle.finish(snap(100.0)).await;
+        let sent = rec.sent.lock().unwrap().clone();
+        assert_eq!(delivered as usize, sent.len());
+        assert!(
+            sent[0].0 - shown >= interval,
+            "first edit {:?} after the message appeared",
+            sent[0].0 - shown
+        );
+        // Coalesced: the pending 9% was replaced by the final state before its turn came.
+        let percents: Vec<f64> = sent.iter().map(|(_, p)| *p).collect();
+        assert_eq!(percents, vec![100.0]);
     }
 
     #[tokio::test(start_paused = true)]

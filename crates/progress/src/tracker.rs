@@ -242,6 +242,17 @@ impl Tracker {
         &self.snapshot
     }
 
+    /// The run's plan arrived (it may come after the job started, or again after a retry):
+    /// the percentage starts over against it; the phase and the clock stay.
+    pub fn set_plan(&mut self, plan: JobPlan) {
+        self.total_units = plan.nodes.values().map(node_units).sum::<f64>().max(1.0);
+        self.plan = plan;
+        self.done_units.clear();
+        self.current = None;
+        self.last_step = None;
+        self.snapshot.percent = 0.0;
+    }
+
     fn units_of(&self, node: &str) -> f64 {
         self.plan
             .nodes

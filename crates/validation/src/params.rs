@@ -19,6 +19,12 @@ pub enum ParamKind {
     Choice,
 }
 
+impl std::fmt::Display for ParamKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl ParamKind {
     pub fn name(self) -> &'static str {
         match self {

@@ -12,8 +12,9 @@ use governor::{Quota, RateLimiter};
 
 use crate::refusal::Refusal;
 
-/// The limits, from config.
-#[derive(Debug, Clone, PartialEq)]
+/// The limits: config.json's `limits` section, read as is.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Requests one user may make per minute (sustained).
     pub user_per_minute: u32,

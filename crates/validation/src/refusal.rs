@@ -1,7 +1,5 @@
 //! Refusals: what a user did wrong and how to fix it, in a sentence fit for Discord.
 
-use std::fmt;
-
 /// Formats a number the way a person typed it: `50`, `7.5`.
 pub fn fmt_num(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e16 {
@@ -167,12 +165,6 @@ pub fn list_preview(items: &[serde_json::Value]) -> String {
         parts.push(format!("… ({} in all)", items.len()));
     }
     parts.join(", ")
-}
-
-impl fmt::Display for crate::params::ParamKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
 }
 
 #[cfg(test)]

@@ -11,12 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use generators::outputs::{fit_file_for_upload, Upload};
-use generators::{JobId, Notice, SavedOutput};
+use generators::{Follower, JobEnd, JobId, Notice, SavedOutput, Step};
 use poise::serenity_prelude as serenity;
 use progress::render::EmbedView;
-use progress::{
-    spawn_throttled, JobPlan, ProgressHandle, ProgressSink, SinkError, Snapshot, Tracker, Update,
-};
+use progress::{spawn_throttled_after, ProgressHandle, ProgressSink, SinkError, Snapshot};
 use serenity::{CreateActionRow, CreateAttachment, Http, MessageId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -101,13 +99,6 @@ impl ProgressSink for DiscordSink {
     }
 }
 
-/// A job being followed.
-struct Live {
-    tracker: Tracker,
-    started: tokio::time::Instant,
-    progress: ProgressHandle,
-}
-
 /// Consumes the scheduler's notices until `cancel`: progress into messages, results and
 /// failures onto them. Heavy work (fitting files, uploads) runs on `data.tasks`.
 pub async fn run(
@@ -116,7 +107,9 @@ pub async fn run(
     mut notices: mpsc::Receiver<Notice>,
     cancel: CancellationToken,
 ) {
-    let mut live: HashMap<JobId, Live> = HashMap::new();
+    let mut follower = Follower::new();
+    // One throttled editor per followed job that has a message.
+    let mut live: HashMap<JobId, ProgressHandle> = HashMap::new();
     loop {
         let notice = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -125,142 +118,113 @@ pub async fn run(
                 None => break,
             },
         };
-        let id = notice.id().clone();
-        let update = match notice {
-            Notice::Queued { position, .. } => Update::Queued {
-                position: Some(position),
-            },
-            Notice::Started { .. } => Update::Started,
-            Notice::Plan { plan, .. } => {
-                if let Some(l) = live_for(&data, &http, &mut live, &id) {
-                    l.tracker = Tracker::new(plan, l.started);
+        if let Notice::Retrying { id, reason } = &notice {
+            tracing::warn!(job = %id, %reason, "the job runs again");
+        }
+        match follower.follow(notice, tokio::time::Instant::now()) {
+            (_, Step::Planned) => {}
+            (id, Step::Show(snapshot)) => {
+                if let Some(progress) = live_for(&data, &http, &mut live, &id) {
+                    progress.update(snapshot);
                 }
-                continue;
             }
-            Notice::Progress { update, .. } => update,
-            Notice::Retrying { reason, .. } => {
-                tracing::warn!(job = %id, %reason, "the job runs again");
-                Update::Retrying { reason }
-            }
-            Notice::Finished { outputs, .. } => {
-                let progress = live.remove(&id).map(|l| l.progress);
+            (id, Step::End { end: outcome, .. }) => {
+                let progress = live.remove(&id);
                 let (data, http) = (data.clone(), http.clone());
                 data.tasks.clone().spawn(async move {
                     if let Some(p) = progress {
                         p.stop().await;
                     }
-                    deliver_result(&data, &http, &id, &outputs).await;
+                    match outcome {
+                        JobEnd::Finished(outputs) => {
+                            deliver_result(&data, &http, &id, &outputs).await
+                        }
+                        JobEnd::Failed(reason) => end(&data, &http, id, Some(reason)).await,
+                        JobEnd::Cancelled => end(&data, &http, id, None).await,
+                    }
                 });
-                continue;
             }
-            Notice::Failed { reason, .. } => {
-                end(&data, &http, &mut live, id, Some(reason));
-                continue;
-            }
-            Notice::Cancelled { .. } => {
-                end(&data, &http, &mut live, id, None);
-                continue;
-            }
-        };
-        if let Some(l) = live_for(&data, &http, &mut live, &id) {
-            let snapshot = l.tracker.apply(update, tokio::time::Instant::now()).clone();
-            l.progress.update(snapshot);
         }
     }
     // Shutting down: let edits in flight finish; the journal resumes the rest.
-    for (_, l) in live.drain() {
-        l.progress.stop().await;
+    for (_, progress) in live.drain() {
+        progress.stop().await;
     }
 }
 
+/// The progress editor of a job's message, started on its first notice; `None` for a job
+/// with no message (from the CLI, or its message is unknown).
 fn live_for<'a>(
     data: &Arc<Data>,
     http: &Arc<Http>,
-    live: &'a mut HashMap<JobId, Live>,
+    live: &'a mut HashMap<JobId, ProgressHandle>,
     id: &JobId,
-) -> Option<&'a mut Live> {
+) -> Option<&'a mut ProgressHandle> {
     if !live.contains_key(id) {
-        let record = data.journal.get(id).ok().flatten();
-        if data.routes.get(id).is_none() {
-            // A job from before a restart: its message is in the journal.
-            data.routes
-                .insert(id.clone(), route_from_record(record.as_ref()?)?);
-        }
-        let prompt = record
-            .as_ref()
-            .and_then(|r| r.spec.values.get("prompt"))
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
+        let route = match data.routes.get(id) {
+            Some(route) => route,
+            None => {
+                // A job from before a restart: its message is in the journal.
+                let record = data.journal.get(id).ok().flatten()?;
+                let route = route_from_record(&record)?;
+                data.routes.insert(id.clone(), route.clone());
+                route
+            }
+        };
         let sink = DiscordSink {
             http: http.clone(),
             data: data.clone(),
             id: id.clone(),
-            prompt,
+            prompt: route.prompt.clone(),
         };
-        let started = tokio::time::Instant::now();
+        // The message was just shown (or edited): the first edit keeps the interval too.
+        let shown = route.shown.unwrap_or_else(tokio::time::Instant::now);
         live.insert(
             id.clone(),
-            Live {
-                tracker: Tracker::new(JobPlan::default(), started),
-                started,
-                progress: spawn_throttled(sink, data.config().edit_interval()),
-            },
+            spawn_throttled_after(sink, data.config().edit_interval(), shown),
         );
     }
     live.get_mut(id)
 }
 
-/// A failed (`reason`) or cancelled job: stop its progress and say so on its message.
-fn end(
-    data: &Arc<Data>,
-    http: &Arc<Http>,
-    live: &mut HashMap<JobId, Live>,
-    id: JobId,
-    reason: Option<String>,
-) {
-    let progress = live.remove(&id).map(|l| l.progress);
-    let (data, http) = (data.clone(), http.clone());
-    data.tasks.clone().spawn(async move {
-        if let Some(p) = progress {
-            p.stop().await;
-        }
-        let record = data.journal.get(&id).ok().flatten();
-        let route = data
-            .routes
-            .remove(&id)
-            .or_else(|| record.as_ref().and_then(route_from_record));
-        let Some(route) = route else { return };
-        let prompt = record
-            .as_ref()
-            .and_then(|r| r.spec.values.get("prompt"))
-            .and_then(|v| v.as_str());
-        let text = match &reason {
-            Some(r) => r.as_str(),
-            None => "The job was cancelled.",
-        };
-        let counter = if reason.is_some() {
-            &data.metrics.failed
-        } else {
-            &data.metrics.cancelled
-        };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // A failure can be run again as it was; a cancelled job is over.
-        let components = if reason.is_some() {
-            render::retry_row(&id)
-        } else {
-            Vec::new()
-        };
-        let edit = MessageEdit {
-            embeds: Some(vec![render::ended_embed(reason.is_some(), text, prompt)]),
-            components: Some(components),
-            clear_files: true,
-            ..MessageEdit::default()
-        };
-        if let Err(e) = edit_retrying(&data, &http, &id, &route, &edit).await {
-            tracing::warn!(job = %id, error = %e, "could not show the job's end");
-        }
-        super::inputs::remove_inputs(&data, record.as_ref());
-    });
+/// A failed (`reason`) or cancelled job: say so on its message.
+async fn end(data: &Arc<Data>, http: &Arc<Http>, id: JobId, reason: Option<String>) {
+    let record = data.journal.get(&id).ok().flatten();
+    let route = data
+        .routes
+        .remove(&id)
+        .or_else(|| record.as_ref().and_then(route_from_record));
+    let Some(route) = route else { return };
+    let text = match &reason {
+        Some(r) => r.as_str(),
+        None => "The job was cancelled.",
+    };
+    let counter = if reason.is_some() {
+        &data.metrics.failed
+    } else {
+        &data.metrics.cancelled
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // A failure can be run again as it was; a cancelled job is over.
+    let components = if reason.is_some() {
+        render::retry_row(&id)
+    } else {
+        Vec::new()
+    };
+    let edit = MessageEdit {
+        embeds: Some(vec![render::ended_embed(
+            reason.is_some(),
+            text,
+            route.prompt.as_deref(),
+        )]),
+        components: Some(components),
+        clear_files: true,
+        ..MessageEdit::default()
+    };
+    if let Err(e) = edit_retrying(data, http, &id, &route, &edit).await {
+        tracing::warn!(job = %id, error = %e, "could not show the job's end");
+    }
+    super::inputs::remove_inputs(data, record.as_ref());
 }
 
 /// Files to upload and the ones too large for the channel.

@@ -77,6 +77,8 @@ pub async fn start_job(data: &Data, http: &Http, resp: &Responder, id: JobId, re
         message: Some(message.id),
         token: Some((resp.token.clone(), resp.at)),
         upload_limit: resp.upload_limit,
+        prompt: prompt.clone(),
+        shown: Some(tokio::time::Instant::now()),
     };
     data.routes.insert(id.clone(), route);
     let origin = Origin {

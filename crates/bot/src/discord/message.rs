@@ -35,6 +35,10 @@ pub struct Route {
     pub token: Option<(String, Instant)>,
     /// The interaction's `attachment_size_limit`.
     pub upload_limit: u64,
+    /// The job's prompt, shown on its progress and end.
+    pub prompt: Option<String>,
+    /// When this process showed the message; progress edits keep the edit interval from it.
+    pub shown: Option<tokio::time::Instant>,
 }
 
 /// Routes of the jobs this process started; jobs from before a restart get theirs from the
@@ -85,6 +89,8 @@ pub fn route_from_record(record: &JobRecord) -> Option<Route> {
         message: record.origin.message.map(MessageId::new),
         token: None,
         upload_limit: DEFAULT_UPLOAD_LIMIT,
+        prompt: record.spec.prompt().map(str::to_string),
+        shown: None,
     })
 }
 

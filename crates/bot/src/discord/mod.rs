@@ -28,13 +28,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::engine::Engine;
 pub use crate::health::Metrics;
-use crate::serve::Engine;
 
 /// Internal errors of command handlers; users see a sentence with an id instead.
 pub type Error = anyhow::Error;
 
-/// The Discord side's share of the shutdown budget (see [`crate::serve::SHUTDOWN_BUDGET`]):
+/// The Discord side's share of the shutdown budget (see `serve::SHUTDOWN_BUDGET`):
 /// last edits, then the notices, the gateway close and the uploads in flight, together.
 const DISCORD_STOP_BUDGET: std::time::Duration = std::time::Duration::from_secs(7);
 /// Progress edits in flight get at most this long to land before the notices go out.
@@ -173,23 +173,16 @@ impl Data {
         nsfw
     }
 
-    /// Every job family this bot runs: the catalog's workflows, and Cosmos when a host is
-    /// configured.
+    /// Every job family this bot runs, with the workflows loaded now.
     pub fn kinds(&self) -> generators::Kinds {
-        let mut families: Vec<Arc<dyn generators::kinds::JobFamily>> = vec![Arc::new(
-            generators::kinds::CatalogFamily::new(self.catalog()),
-        )];
-        if self.config().cosmos.is_some() {
-            families.push(Arc::new(generators::cosmos::family::CosmosFamily));
-        }
-        generators::Kinds::new(families)
+        crate::engine::job_kinds(&self.config(), self.catalog())
     }
 
     /// Re-reads the config file (access rules, limits of the Discord layer) and the
     /// workflows folder. Backends and limits of the scheduler need a restart.
     pub fn reload(&self) -> Result<String, String> {
         let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
-        let catalog = crate::serve::load_catalog(&config).map_err(|e| format!("{e:#}"))?;
+        let catalog = crate::engine::load_catalog(&config).map_err(|e| format!("{e:#}"))?;
         for g in &self.generators {
             g.set_catalog(catalog.clone());
         }

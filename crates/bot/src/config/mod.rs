@@ -16,6 +16,13 @@ use figment::Figment;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+mod check;
+mod env;
+
+use check::describe_figment_error;
+pub use env::Environment;
+use env::{key_within, EnvProvider};
+
 /// Environment prefix for nested keys; `__` separates levels.
 pub const ENV_PREFIX: &str = "COMFYCORD_";
 pub const DEFAULT_CONFIG_PATH: &str = "config.json";
@@ -44,7 +51,7 @@ pub struct Config {
     pub comfyui: ComfyTuning,
     /// Per-user and global request limits.
     #[serde(default)]
-    pub limits: LimitsSection,
+    pub limits: validation::LimitsConfig,
     /// Input images users may send.
     #[serde(default)]
     pub attachments: AttachmentsSection,
@@ -87,10 +94,10 @@ pub struct HealthSection {
 #[serde(deny_unknown_fields)]
 pub struct CosmosSection {
     /// Name shown in `/status` and logs.
-    #[serde(default = "cosmos_name")]
+    #[serde(default = "default_cosmos_name")]
     pub name: String,
     pub host: String,
-    #[serde(default = "ssh_port")]
+    #[serde(default = "default_ssh_port")]
     pub port: u16,
     pub user: String,
     /// Private key file (its contents are never logged).
@@ -101,91 +108,69 @@ pub struct CosmosSection {
     /// The cosmos-transfer1 checkout on the host.
     pub remote_dir: String,
     pub docker_image: String,
-    #[serde(default = "docker_command")]
+    #[serde(default = "default_docker_command")]
     pub docker_command: String,
-    #[serde(default = "hf_cache")]
+    #[serde(default = "default_hf_cache_dir")]
     pub hf_cache_dir: String,
-    #[serde(default = "one_u32")]
+    #[serde(default = "default_num_gpu")]
     pub num_gpu: u32,
-    #[serde(default = "cuda_devices")]
+    #[serde(default = "default_cuda_devices")]
     pub cuda_devices: String,
-    #[serde(default = "checkpoint_dir")]
+    #[serde(default = "default_checkpoint_dir")]
     pub checkpoint_dir: String,
-    #[serde(default = "secs_15")]
+    #[serde(default = "default_ssh_connect_timeout_secs")]
     pub connect_timeout_secs: u64,
-    #[serde(default = "secs_3600")]
+    #[serde(default = "default_job_timeout_secs")]
     pub job_timeout_secs: u64,
-    #[serde(default = "secs_300")]
+    #[serde(default = "default_transfer_timeout_secs")]
     pub transfer_timeout_secs: u64,
-    #[serde(default = "secs_20")]
+    #[serde(default = "default_keepalive_secs")]
     pub keepalive_secs: u64,
-    #[serde(default = "secs_15")]
+    #[serde(default = "default_busy_poll_secs")]
     pub busy_poll_secs: u64,
-    #[serde(default = "mib_2048")]
+    #[serde(default = "default_cosmos_max_download_mib")]
     pub max_download_mib: u64,
 }
 
-fn cosmos_name() -> String {
+// serde's `default = "…"` wants a function per field; each is named for what it sets.
+fn default_cosmos_name() -> String {
     "cosmos".into()
 }
-fn ssh_port() -> u16 {
+fn default_ssh_port() -> u16 {
     22
 }
-fn docker_command() -> String {
+fn default_docker_command() -> String {
     "sudo docker".into()
 }
-fn hf_cache() -> String {
+fn default_hf_cache_dir() -> String {
     "$HOME/.cache/huggingface".into()
 }
-fn one_u32() -> u32 {
+fn default_num_gpu() -> u32 {
     1
 }
-fn cuda_devices() -> String {
+fn default_cuda_devices() -> String {
     "0".into()
 }
-fn checkpoint_dir() -> String {
+fn default_checkpoint_dir() -> String {
     "./checkpoints".into()
 }
-fn secs_15() -> u64 {
+fn default_ssh_connect_timeout_secs() -> u64 {
     15
 }
-fn secs_20() -> u64 {
-    20
-}
-fn secs_300() -> u64 {
-    300
-}
-fn secs_3600() -> u64 {
+fn default_job_timeout_secs() -> u64 {
     3600
 }
-fn mib_2048() -> u64 {
+fn default_transfer_timeout_secs() -> u64 {
+    300
+}
+fn default_keepalive_secs() -> u64 {
+    20
+}
+fn default_busy_poll_secs() -> u64 {
+    15
+}
+fn default_cosmos_max_download_mib() -> u64 {
     2048
-}
-
-/// `limits`: see [`validation::LimitsConfig`].
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LimitsSection {
-    pub user_per_minute: u32,
-    pub user_burst: u32,
-    pub global_per_minute: u32,
-    pub global_burst: u32,
-    pub max_pending_per_user: usize,
-    pub max_queue_depth: usize,
-}
-
-impl Default for LimitsSection {
-    fn default() -> Self {
-        let d = validation::LimitsConfig::default();
-        LimitsSection {
-            user_per_minute: d.user_per_minute,
-            user_burst: d.user_burst,
-            global_per_minute: d.global_per_minute,
-            global_burst: d.global_burst,
-            max_pending_per_user: d.max_pending_per_user,
-            max_queue_depth: d.max_queue_depth,
-        }
-    }
 }
 
 /// `attachments`.
@@ -320,11 +305,11 @@ pub struct BackendConfig {
     /// Base URL, e.g. `http://127.0.0.1:8188` (a reverse-proxy path prefix is kept).
     pub url: String,
     /// Jobs given to this backend at once (1 keeps queue positions and cancels exact).
-    #[serde(default = "one")]
+    #[serde(default = "default_max_inflight")]
     pub max_inflight: usize,
 }
 
-fn one() -> usize {
+fn default_max_inflight() -> usize {
     1
 }
 
@@ -435,133 +420,6 @@ impl fmt::Display for Config {
     }
 }
 
-/// Names the `COMFYCORD_*` provider in figment's errors ("config key `a.b` (from …)").
-const ENV_SOURCE: &str = "`COMFYCORD_` environment variable(s)";
-
-/// The environment variables a config is read with: the process's, or a test's.
-#[derive(Clone, Default)]
-pub struct Environment {
-    vars: Vec<(String, String)>,
-}
-
-/// Names only: values may be secrets (`DISCORD_TOKEN`).
-impl fmt::Debug for Environment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.vars.iter().map(|(k, _)| k))
-            .finish()
-    }
-}
-
-impl Environment {
-    /// The process environment (variables that are not valid UTF-8 are skipped).
-    pub fn process() -> Environment {
-        Environment {
-            vars: std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-                .collect(),
-        }
-    }
-
-    /// No variables at all.
-    pub fn empty() -> Environment {
-        Environment::default()
-    }
-
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Environment {
-        Environment {
-            vars: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        }
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.trim().is_empty())
-            .map(str::trim)
-    }
-
-    /// `COMFYCORD_A__B_C=v` as (variable name, config key `a.b_c`, value).
-    fn config_vars(&self) -> Vec<EnvVar> {
-        self.vars
-            .iter()
-            .filter_map(|(name, value)| {
-                let rest = name
-                    .get(..ENV_PREFIX.len())
-                    .filter(|p| p.eq_ignore_ascii_case(ENV_PREFIX))
-                    .map(|_| &name[ENV_PREFIX.len()..])?;
-                let key: Vec<String> = rest
-                    .split("__")
-                    .map(|part| part.trim().to_ascii_lowercase())
-                    .collect();
-                if key.iter().any(String::is_empty) {
-                    return None;
-                }
-                Some(EnvVar {
-                    name: name.clone(),
-                    key: key.join("."),
-                    value: value.trim().to_string(),
-                    raw: false,
-                })
-            })
-            .collect()
-    }
-}
-
-/// One `COMFYCORD_*` variable on its way into the config.
-#[derive(Clone)]
-struct EnvVar {
-    name: String,
-    /// Dotted config key, e.g. `discord.token`.
-    key: String,
-    value: String,
-    /// Kept as text instead of parsed (`12345` for a string key stays `"12345"`).
-    raw: bool,
-}
-
-/// The `COMFYCORD_*` variables as figment data. Values are parsed as figment parses env
-/// values (numbers, booleans, `[..]` lists, `{..}` maps), except those marked `raw`.
-struct EnvProvider(Vec<EnvVar>);
-
-impl figment::Provider for EnvProvider {
-    fn metadata(&self) -> figment::Metadata {
-        figment::Metadata::named(ENV_SOURCE)
-    }
-
-    fn data(
-        &self,
-    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
-        let mut figment = Figment::new();
-        for v in &self.0 {
-            let value = if v.raw {
-                figment::value::Value::from(v.value.clone())
-            } else {
-                v.value
-                    .parse::<figment::value::Value>()
-                    .unwrap_or_else(|never| match never {})
-            };
-            figment = figment.merge(Serialized::default(&v.key, value));
-        }
-        figment.data()
-    }
-}
-
-/// Whether `key` is `prefix` or nested under it.
-fn key_within(key: &str, prefix: &str) -> bool {
-    prefix.is_empty()
-        || key == prefix
-        || key
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.starts_with('.'))
-}
-
 impl Config {
     /// Reads `path` (optional when absent and `path` is the default) and the environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -670,202 +528,6 @@ impl Config {
         unreachable!("every round settles a variable or returns")
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let mut problems = Vec::new();
-        if self.backends.is_empty() {
-            problems.push(
-                "config key `backends`: the list is empty; add at least one ComfyUI server \
-                 ({\"name\": \"local\", \"url\": \"http://127.0.0.1:8188\"}) or set COMFYUI_URL"
-                    .to_string(),
-            );
-        }
-        for (i, b) in self.backends.iter().enumerate() {
-            let name_ok = (1..=MAX_BACKEND_NAME_CHARS).contains(&b.name.chars().count())
-                && b.name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !name_ok {
-                problems.push(format!(
-                    "config key `backends[{i}].name`: {:?} is not allowed; use 1–{MAX_BACKEND_NAME_CHARS} letters, digits, - or _",
-                    b.name
-                ));
-            }
-            if self.backends[..i].iter().any(|o| o.name == b.name) {
-                problems.push(format!(
-                    "config key `backends[{i}].name`: {:?} is used twice; backend names must be unique",
-                    b.name
-                ));
-            }
-            if b.max_inflight == 0 || b.max_inflight > 64 {
-                problems.push(format!(
-                    "config key `backends[{i}].max_inflight`: {} is not allowed; use 1 to 64",
-                    b.max_inflight
-                ));
-            }
-            if let Err(e) = ClientConfig::new(&b.url) {
-                problems.push(format!("config key `backends[{i}].url`: {e}"));
-            }
-        }
-        let t = &self.comfyui;
-        for (key, value) in [
-            ("request_timeout_secs", t.request_timeout_secs),
-            ("connect_timeout_secs", t.connect_timeout_secs),
-            ("max_download_mib", t.max_download_mib),
-            ("max_ws_message_mib", t.max_ws_message_mib),
-            ("reconnect_max_delay_secs", t.reconnect_max_delay_secs),
-            ("give_up_after_secs", t.give_up_after_secs),
-            ("probe_interval_secs", t.probe_interval_secs),
-            ("probe_timeout_secs", t.probe_timeout_secs),
-            ("down_probe_interval_secs", t.down_probe_interval_secs),
-            ("down_after_failures", u64::from(t.down_after_failures)),
-            ("lost_job_wait_secs", t.lost_job_wait_secs),
-        ] {
-            if value == 0 {
-                problems.push(format!(
-                    "config key `comfyui.{key}`: 0 is not allowed; use a positive number"
-                ));
-            }
-        }
-        let l = &self.limits;
-        for (key, value) in [
-            ("user_per_minute", u64::from(l.user_per_minute)),
-            ("user_burst", u64::from(l.user_burst)),
-            ("global_per_minute", u64::from(l.global_per_minute)),
-            ("global_burst", u64::from(l.global_burst)),
-            ("max_pending_per_user", l.max_pending_per_user as u64),
-            ("max_queue_depth", l.max_queue_depth as u64),
-            ("attachments.max_mib", self.attachments.max_mib),
-            ("attachments.max_side", u64::from(self.attachments.max_side)),
-            (
-                "attachments.max_decoded_mib",
-                self.attachments.max_decoded_mib,
-            ),
-            (
-                "attachments.max_frames",
-                u64::from(self.attachments.max_frames),
-            ),
-            (
-                "attachments.max_video_secs",
-                u64::from(self.attachments.max_video_secs),
-            ),
-            (
-                "attachments.max_concurrent_decodes",
-                self.attachments.max_concurrent_decodes as u64,
-            ),
-            (
-                "outputs.keep_count",
-                self.outputs.keep_count.map_or(1, |n| n as u64),
-            ),
-            (
-                "outputs.max_age_days",
-                self.outputs.max_age_days.unwrap_or(1),
-            ),
-        ] {
-            if value == 0 {
-                let key = if key.contains('.') {
-                    key.to_string()
-                } else {
-                    format!("limits.{key}")
-                };
-                problems.push(format!(
-                    "config key `{key}`: 0 is not allowed; use a positive number"
-                ));
-            }
-        }
-        if !(100..=60_000).contains(&self.progress.edit_interval_ms) {
-            problems.push(format!(
-                "config key `progress.edit_interval_ms`: {} is not allowed; use 100 to 60000 (Discord allows about 5 edits per 5 s per message)",
-                self.progress.edit_interval_ms
-            ));
-        }
-        if let Some(c) = &self.cosmos {
-            if russh_key_ok(&c.host_key).is_err() {
-                problems.push(format!(
-                    "config key `cosmos.host_key`: {:?} is not an OpenSSH public key; copy the host's key line, e.g. from `ssh-keyscan -t ed25519 HOST` (without the host name)",
-                    c.host_key.chars().take(40).collect::<String>()
-                ));
-            }
-            if c.remote_dir.trim().is_empty() || !c.remote_dir.starts_with('/') {
-                problems.push(format!(
-                    "config key `cosmos.remote_dir`: {:?} is not allowed; use the absolute path of the cosmos-transfer1 checkout",
-                    c.remote_dir
-                ));
-            }
-            if c.cuda_devices.is_empty()
-                || !c
-                    .cuda_devices
-                    .chars()
-                    .all(|ch| ch.is_ascii_digit() || ch == ',')
-            {
-                problems.push(format!(
-                    "config key `cosmos.cuda_devices`: {:?} is not allowed; use GPU numbers such as \"0\" or \"0,1\"",
-                    c.cuda_devices
-                ));
-            }
-            for (key, value) in [
-                ("num_gpu", u64::from(c.num_gpu)),
-                ("connect_timeout_secs", c.connect_timeout_secs),
-                ("job_timeout_secs", c.job_timeout_secs),
-                ("transfer_timeout_secs", c.transfer_timeout_secs),
-                ("keepalive_secs", c.keepalive_secs),
-                ("busy_poll_secs", c.busy_poll_secs),
-                ("max_download_mib", c.max_download_mib),
-            ] {
-                if value == 0 {
-                    problems.push(format!(
-                        "config key `cosmos.{key}`: 0 is not allowed; use a positive number"
-                    ));
-                }
-            }
-        }
-        let d = &self.discord;
-        if !(1..=INTERACTION_TOKEN_LIFETIME_SECS).contains(&d.interaction_fresh_secs) {
-            problems.push(format!(
-                "config key `discord.interaction_fresh_secs`: {} is not allowed; use 1 to {INTERACTION_TOKEN_LIFETIME_SECS} (Discord's tokens last 15 minutes)",
-                d.interaction_fresh_secs
-            ));
-        }
-        if !(1..=MAX_DELIVERY_RETRY_SECS).contains(&d.delivery_retry_secs) {
-            problems.push(format!(
-                "config key `discord.delivery_retry_secs`: {} is not allowed; use 1 to {MAX_DELIVERY_RETRY_SECS}",
-                d.delivery_retry_secs
-            ));
-        }
-        if let Some(base) = &d.api_base {
-            if url::Url::parse(base)
-                .map(|u| !matches!(u.scheme(), "http" | "https"))
-                .unwrap_or(true)
-            {
-                problems.push(format!(
-                    "config key `discord.api_base`: {base:?} is not allowed; use an http:// or https:// URL such as http://127.0.0.1:3000"
-                ));
-            }
-        }
-        if t.max_ws_message_mib > 1024 {
-            problems.push(format!(
-                "config key `comfyui.max_ws_message_mib`: {} is not allowed; the most is 1024",
-                t.max_ws_message_mib
-            ));
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Invalid(problems))
-        }
-    }
-
-    pub fn limits(&self) -> validation::LimitsConfig {
-        let l = &self.limits;
-        validation::LimitsConfig {
-            user_per_minute: l.user_per_minute,
-            user_burst: l.user_burst,
-            global_per_minute: l.global_per_minute,
-            global_burst: l.global_burst,
-            max_pending_per_user: l.max_pending_per_user,
-            max_queue_depth: l.max_queue_depth,
-        }
-    }
-
     pub fn attachment_rules(&self) -> validation::AttachmentRules {
         validation::AttachmentRules {
             max_bytes: self.attachments.max_mib * 1024 * 1024,
@@ -885,7 +547,7 @@ impl Config {
                 .iter()
                 .map(|b| (b.name.clone(), b.max_inflight))
                 .collect(),
-            limits: self.limits(),
+            limits: self.limits.clone(),
             health_interval: Duration::from_secs(self.comfyui.probe_interval_secs),
             probe_timeout: Duration::from_secs(self.comfyui.probe_timeout_secs),
             down_probe_interval: Duration::from_secs(self.comfyui.down_probe_interval_secs),
@@ -954,37 +616,6 @@ impl Config {
         c.reconnect_max_delay = Duration::from_secs(t.reconnect_max_delay_secs);
         c.give_up_after = Duration::from_secs(t.give_up_after_secs);
         c
-    }
-}
-
-/// Whether a pinned host key parses.
-fn russh_key_ok(line: &str) -> Result<(), String> {
-    generators::cosmos::ssh::parse_public_key(line).map(|_| ())
-}
-
-/// "config key `a.b` (from config.json): invalid type: found string \"x\", expected u64".
-/// `variable`: the environment variable that set the key, when one did.
-fn describe_figment_error(e: &figment::Error, variable: Option<&str>) -> String {
-    let key = e.path.join(".");
-    let source = match variable {
-        Some(v) => format!(" (from the environment variable {v})"),
-        None => e
-            .metadata
-            .as_ref()
-            .map(|m| format!(" (from {})", m.name))
-            .unwrap_or_default(),
-    };
-    let what = match &e.kind {
-        figment::error::Kind::UnknownField(field, expected) => format!(
-            "unknown key `{field}`; known keys here: {}",
-            expected.join(", ")
-        ),
-        other => other.to_string(),
-    };
-    if key.is_empty() {
-        format!("config{source}: {what}")
-    } else {
-        format!("config key `{key}`{source}: {what}")
     }
 }
 
@@ -1245,7 +876,7 @@ mod tests {
             &[],
         )
         .unwrap();
-        assert_eq!(c.limits().max_pending_per_user, 7);
+        assert_eq!(c.limits.max_pending_per_user, 7);
         assert_eq!(c.attachment_rules().max_bytes, 8 * 1024 * 1024);
         let missing =
             Config::load_from(Path::new("/nonexistent/c.json"), &Environment::empty()).unwrap_err();
