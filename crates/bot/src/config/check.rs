@@ -59,11 +59,7 @@ impl Config {
             ("down_after_failures", u64::from(t.down_after_failures)),
             ("lost_job_wait_secs", t.lost_job_wait_secs),
         ] {
-            if value == 0 {
-                problems.push(format!(
-                    "config key `comfyui.{key}`: 0 is not allowed; use a positive number"
-                ));
-            }
+            require_positive(&mut problems, &format!("comfyui.{key}"), value);
         }
         let l = &self.limits;
         for (key, value) in [
@@ -100,16 +96,12 @@ impl Config {
                 self.outputs.max_age_days.unwrap_or(1),
             ),
         ] {
-            if value == 0 {
-                let key = if key.contains('.') {
-                    key.to_string()
-                } else {
-                    format!("limits.{key}")
-                };
-                problems.push(format!(
-                    "config key `{key}`: 0 is not allowed; use a positive number"
-                ));
-            }
+            let key = if key.contains('.') {
+                key.to_string()
+            } else {
+                format!("limits.{key}")
+            };
+            require_positive(&mut problems, &key, value);
         }
         if !(100..=60_000).contains(&self.progress.edit_interval_ms) {
             problems.push(format!(
@@ -150,11 +142,7 @@ impl Config {
                 ("busy_poll_secs", c.busy_poll_secs),
                 ("max_download_mib", c.max_download_mib),
             ] {
-                if value == 0 {
-                    problems.push(format!(
-                        "config key `cosmos.{key}`: 0 is not allowed; use a positive number"
-                    ));
-                }
+                require_positive(&mut problems, &format!("cosmos.{key}"), value);
             }
         }
         let d = &self.discord;
@@ -191,6 +179,15 @@ impl Config {
         } else {
             Err(ConfigError::Invalid(problems))
         }
+    }
+}
+
+/// Counts, sizes and timeouts: 0 would mean "never" or "nothing", which no setting wants.
+fn require_positive(problems: &mut Vec<String>, key: &str, value: u64) {
+    if value == 0 {
+        problems.push(format!(
+            "config key `{key}`: 0 is not allowed; use a positive number"
+        ));
     }
 }
 
