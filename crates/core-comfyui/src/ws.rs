@@ -172,6 +172,12 @@ async fn read_loop(shared: &Shared, mut socket: Socket) -> String {
 /// Settles jobs whose end may have been missed: still queued → keep waiting (and learn which
 /// one is running); in history → finished; in neither → vanished. `only` limits it to one prompt.
 pub(crate) async fn reconcile(shared: Arc<Shared>, only: Option<String>) {
+    // Which prompts to judge is fixed before asking: one posted while /queue answers is missing
+    // from that answer although it is alive.
+    let prompts = match only {
+        Some(id) => vec![id],
+        None => shared.router.posted_prompts(),
+    };
     let queue = match shared.http.queue().await {
         Ok(q) => q,
         Err(e) => {
@@ -186,10 +192,6 @@ pub(crate) async fn reconcile(shared: Arc<Shared>, only: Option<String>) {
     {
         shared.router.set_current(Some(running.prompt_id.clone()));
     }
-    let prompts = match only {
-        Some(id) => vec![id],
-        None => shared.router.posted_prompts(),
-    };
     for id in prompts {
         if queue.contains(&id) {
             continue;

@@ -21,6 +21,7 @@ pub struct Faults {
     http_delay_ns: AtomicU64,
     fail_next: AtomicUsize,
     malformed: Mutex<Vec<String>>,
+    path_delays: Mutex<Vec<(String, Duration)>>,
     unknown_events: AtomicBool,
     reject_ws: AtomicBool,
 }
@@ -49,6 +50,7 @@ impl Faults {
             http_delay_ns: AtomicU64::new(0),
             fail_next: AtomicUsize::new(0),
             malformed: Mutex::new(Vec::new()),
+            path_delays: Mutex::new(Vec::new()),
             unknown_events: AtomicBool::new(false),
             reject_ws: AtomicBool::new(false),
         }
@@ -69,6 +71,16 @@ impl Faults {
     pub fn http_delay(&self, d: Duration) {
         self.http_delay_ns
             .store(d.as_nanos().min(u64::MAX as u128) as u64, Ordering::SeqCst);
+    }
+
+    /// Like [`Faults::http_delay`], for answers on paths starting with `path_prefix` (with or
+    /// without the `/api` prefix) only; added to the global delay. `Duration::ZERO` removes it.
+    pub fn http_delay_on(&self, path_prefix: &str, d: Duration) {
+        let mut list = lock(&self.path_delays);
+        list.retain(|(p, _)| p != path_prefix);
+        if !d.is_zero() {
+            list.push((path_prefix.to_string(), d));
+        }
     }
 
     /// The next `n` HTTP requests (WebSocket upgrades excluded) are answered with aiohttp's
@@ -128,6 +140,16 @@ impl Faults {
 
     pub(crate) fn http_delay_value(&self) -> Duration {
         Duration::from_nanos(self.http_delay_ns.load(Ordering::SeqCst))
+    }
+
+    pub(crate) fn http_delay_for(&self, path: &str) -> Duration {
+        let plain = path.strip_prefix("/api").unwrap_or(path);
+        let extra: Duration = lock(&self.path_delays)
+            .iter()
+            .filter(|(p, _)| path.starts_with(p.as_str()) || plain.starts_with(p.as_str()))
+            .map(|(_, d)| *d)
+            .sum();
+        self.http_delay_value() + extra
     }
 
     pub(crate) fn take_fail(&self) -> bool {

@@ -347,7 +347,7 @@ async fn front(State(s): St, req: Request, next: Next) -> Response {
         rparts.headers.remove(header::CONTENT_LENGTH);
         resp = Response::from_parts(rparts, Body::from(cut));
     }
-    let delay = s.faults.http_delay_value();
+    let delay = s.faults.http_delay_for(&uri_path);
     if !upgrade && !delay.is_zero() {
         tokio::select! {
             _ = s.cancel.cancelled() => {}

@@ -61,6 +61,34 @@ async fn websocket_dropped_mid_job_is_reconciled() {
 }
 
 #[tokio::test]
+async fn a_job_posted_while_reconnecting_is_not_declared_lost() {
+    // After a reconnect the client asks /queue which jobs still run. A job posted while that
+    // answer is on its way is missing from it through no fault of its own: it must not be
+    // judged by that answer.
+    let fake = FakeComfy::start_with(opts()).await;
+    let client = client(&fake, |_| {}).await;
+    let mut state = client.connection_state();
+    fake.faults()
+        .http_delay_on("/queue", Duration::from_secs(3));
+    fake.restart().await;
+    within(10, "reconnected", async {
+        while fake.ws_connects_total() < 2
+            || !matches!(*state.borrow_and_update(), ConnectionState::Connected)
+        {
+            let _ = state.changed().await;
+        }
+    })
+    .await;
+    // The reconcile's /queue answer is now held back 3 s; this job runs 5 s.
+    let job = client
+        .submit(&slow(500.0, 4), PromptOptions::default())
+        .await
+        .unwrap();
+    let (_, outcome) = run(job, 30).await;
+    assert!(outcome.is_success(), "{outcome:?}");
+}
+
+#[tokio::test]
 async fn job_that_finished_while_disconnected_still_ends() {
     // The socket drops and stays refused until the job is over: only /history can tell.
     let fake = FakeComfy::start_with(opts()).await;
