@@ -1,9 +1,8 @@
 //! The operator's endpoint (off by default): `/healthz` says whether the bot can do its job,
 //! `/metrics` exposes counters in Prometheus text format.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +12,12 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use generators::{Journal, Scheduler};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -21,62 +26,51 @@ const ACK_BUCKETS: [f64; 11] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-/// A Prometheus histogram with fixed buckets, lock-free.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; ACK_BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
+/// What `/metrics` answers with (OpenMetrics text, which Prometheus reads).
+const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-impl Histogram {
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (i, le) in ACK_BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    fn render(&self, name: &str, help: &str, out: &mut String) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (i, le) in ACK_BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{le}\"}} {}",
-                self.buckets[i].load(Ordering::Relaxed)
-            );
-        }
-        let count = self.count();
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count {count}");
-    }
-}
-
-/// Everything the bot counts.
-#[derive(Debug, Default)]
+/// Everything the bot counts. Counters are shared handles: the registry of a scrape holds
+/// clones of them.
+#[derive(Debug)]
 pub struct Metrics {
-    pub submitted: AtomicU64,
-    pub results: AtomicU64,
-    pub failed: AtomicU64,
-    pub cancelled: AtomicU64,
-    pub progress_edits: AtomicU64,
-    pub rate_limited: AtomicU64,
+    pub submitted: Counter,
+    pub results: Counter,
+    pub failed: Counter,
+    pub cancelled: Counter,
+    pub progress_edits: Counter,
+    pub rate_limited: Counter,
     pub acks: Histogram,
     pub gateway_connected: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            submitted: Counter::default(),
+            results: Counter::default(),
+            failed: Counter::default(),
+            cancelled: Counter::default(),
+            progress_edits: Counter::default(),
+            rate_limited: Counter::default(),
+            acks: Histogram::new(ACK_BUCKETS),
+            gateway_connected: AtomicBool::new(false),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabel {
+    event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabel {
+    backend: String,
 }
 
 /// What the endpoint reads.
@@ -127,84 +121,91 @@ async fn healthz(State(state): State<HealthState>) -> impl IntoResponse {
     (code, axum::Json(body))
 }
 
-/// The Prometheus text for the current state.
+/// The metrics text for the current state: the counters as they are, gauges read now.
 pub async fn render_metrics(state: &HealthState) -> String {
     let m = &state.metrics;
-    let mut out = String::new();
     let status = state.scheduler.status().await;
     let (waiting, running) = status.as_ref().map_or((0, 0), |s| (s.waiting, s.running));
-    let _ = writeln!(
-        out,
-        "# HELP comfycord_jobs Jobs waiting or running now.\n# TYPE comfycord_jobs gauge"
+    let mut registry = Registry::default();
+    let jobs = Family::<StateLabel, Gauge>::default();
+    for (state, n) in [("waiting", waiting), ("running", running)] {
+        jobs.get_or_create(&StateLabel { state }).set(n as i64);
+    }
+    registry.register("comfycord_jobs_active", "Jobs waiting or running now", jobs);
+    let depth = Gauge::<i64>::default();
+    depth.set((waiting + running) as i64);
+    registry.register(
+        "comfycord_queue_depth",
+        "Jobs waiting or running in all",
+        depth,
     );
-    let _ = writeln!(out, "comfycord_jobs{{state=\"waiting\"}} {waiting}");
-    let _ = writeln!(out, "comfycord_jobs{{state=\"running\"}} {running}");
-    let _ = writeln!(out, "# HELP comfycord_queue_depth Jobs waiting or running in all.\n# TYPE comfycord_queue_depth gauge");
-    let _ = writeln!(out, "comfycord_queue_depth {}", waiting + running);
-    let _ = writeln!(out, "# HELP comfycord_jobs_total Jobs by how they ended since start.\n# TYPE comfycord_jobs_total counter");
-    for (label, c) in [
+    // A counter family registered as `comfycord_jobs` is written `comfycord_jobs_total`.
+    let ended = Family::<EventLabel, Counter>::default();
+    for (event, c) in [
         ("submitted", &m.submitted),
         ("delivered", &m.results),
         ("failed", &m.failed),
         ("cancelled", &m.cancelled),
     ] {
-        let _ = writeln!(
-            out,
-            "comfycord_jobs_total{{event=\"{label}\"}} {}",
-            c.load(Ordering::Relaxed)
-        );
+        ended.get_or_create(&EventLabel { event }).inc_by(c.get());
     }
-    let _ = writeln!(out, "# HELP comfycord_backend_inflight Jobs given to each backend.\n# TYPE comfycord_backend_inflight gauge");
-    for b in status.iter().flat_map(|s| s.backends.iter()) {
-        let _ = writeln!(
-            out,
-            "comfycord_backend_inflight{{backend=\"{}\"}} {}",
-            b.name, b.inflight
-        );
-    }
-    let _ = writeln!(out, "# HELP comfycord_backend_healthy Whether each backend answers.\n# TYPE comfycord_backend_healthy gauge");
-    for b in status.iter().flat_map(|s| s.backends.iter()) {
-        let _ = writeln!(
-            out,
-            "comfycord_backend_healthy{{backend=\"{}\"}} {}",
-            b.name,
-            u8::from(b.healthy)
-        );
-    }
-    m.acks.render(
-        "comfycord_ack_latency_seconds",
-        "Time from receiving an interaction to Discord accepting its acknowledgement.",
-        &mut out,
+    registry.register(
+        "comfycord_jobs",
+        "Jobs by how they ended since start",
+        ended,
     );
-    for (name, help, c) in [
-        (
-            "comfycord_progress_edits_total",
-            "Progress edits sent to Discord.",
-            &m.progress_edits,
-        ),
-        (
-            "comfycord_discord_rate_limited_total",
-            "429 answers seen from Discord.",
-            &m.rate_limited,
-        ),
-    ] {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-            c.load(Ordering::Relaxed)
-        );
+    let inflight = Family::<BackendLabel, Gauge>::default();
+    let healthy = Family::<BackendLabel, Gauge>::default();
+    for b in status.iter().flat_map(|s| s.backends.iter()) {
+        let label = BackendLabel {
+            backend: b.name.clone(),
+        };
+        inflight.get_or_create(&label).set(b.inflight as i64);
+        healthy.get_or_create(&label).set(i64::from(b.healthy));
     }
-    let _ = writeln!(
-        out,
-        "# HELP comfycord_gateway_connected Whether the Discord gateway is connected.\n# TYPE comfycord_gateway_connected gauge\ncomfycord_gateway_connected {}",
-        u8::from(m.gateway_connected.load(Ordering::Relaxed))
+    registry.register(
+        "comfycord_backend_inflight",
+        "Jobs given to each backend",
+        inflight,
     );
+    registry.register(
+        "comfycord_backend_healthy",
+        "Whether each backend answers",
+        healthy,
+    );
+    registry.register_with_unit(
+        "comfycord_ack_latency",
+        "Time from receiving an interaction to Discord accepting its acknowledgement",
+        prometheus_client::registry::Unit::Seconds,
+        m.acks.clone(),
+    );
+    registry.register(
+        "comfycord_progress_edits",
+        "Progress edits sent to Discord",
+        m.progress_edits.clone(),
+    );
+    registry.register(
+        "comfycord_discord_rate_limited",
+        "429 answers seen from Discord",
+        m.rate_limited.clone(),
+    );
+    let gateway = Gauge::<i64>::default();
+    gateway.set(i64::from(m.gateway_connected.load(Ordering::Relaxed)));
+    registry.register(
+        "comfycord_gateway_connected",
+        "Whether the Discord gateway is connected",
+        gateway,
+    );
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        tracing::warn!(error = %e, "could not encode the metrics");
+    }
     out
 }
 
 async fn metrics(State(state): State<HealthState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
         render_metrics(&state).await,
     )
 }
@@ -257,17 +258,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_cumulative() {
-        let h = Histogram::default();
-        h.observe(Duration::from_micros(800));
-        h.observe(Duration::from_millis(7));
-        h.observe(Duration::from_secs(5));
+    fn ack_buckets_are_cumulative_in_the_text() {
+        let m = Metrics::default();
+        for d in [
+            Duration::from_micros(800),
+            Duration::from_millis(7),
+            Duration::from_secs(5),
+        ] {
+            m.acks.observe(d.as_secs_f64());
+        }
+        let mut registry = Registry::default();
+        registry.register_with_unit(
+            "x",
+            "help",
+            prometheus_client::registry::Unit::Seconds,
+            m.acks.clone(),
+        );
         let mut out = String::new();
-        h.render("x", "help", &mut out);
-        assert!(out.contains("x_bucket{le=\"0.001\"} 1\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"0.01\"} 2\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"2.5\"} 2\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
-        assert!(out.contains("x_count 3\n"), "{out}");
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        assert!(out.contains("x_seconds_bucket{le=\"0.001\"} 1\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"0.01\"} 2\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"2.5\"} 2\n"), "{out}");
+        assert!(out.contains("x_seconds_bucket{le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_seconds_count 3\n"), "{out}");
+    }
+
+    #[test]
+    fn backend_names_are_escaped_in_labels() {
+        let family = Family::<BackendLabel, Gauge>::default();
+        family
+            .get_or_create(&BackendLabel {
+                backend: "gpu \"a\"\\1".into(),
+            })
+            .set(1);
+        let mut registry = Registry::default();
+        registry.register("b", "help", family);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        assert!(
+            out.contains("b{backend=\"gpu \\\"a\\\"\\\\1\"} 1\n"),
+            "{out}"
+        );
     }
 }

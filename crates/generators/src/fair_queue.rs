@@ -14,6 +14,7 @@ pub struct FairQueue {
     /// Index of the user whose turn is next.
     cursor: usize,
     len: usize,
+    generation: u64,
 }
 
 impl FairQueue {
@@ -38,12 +39,14 @@ impl FairQueue {
     pub fn push(&mut self, user: u64, id: JobId) {
         self.users.entry(user).or_default().push_back(id);
         self.len += 1;
+        self.generation += 1;
     }
 
     /// Adds a job at the front of its user's line (a retry keeps its place).
     pub fn push_front(&mut self, user: u64, id: JobId) {
         self.users.entry(user).or_default().push_front(id);
         self.len += 1;
+        self.generation += 1;
     }
 
     fn drop_user(&mut self, idx: usize) {
@@ -70,6 +73,7 @@ impl FairQueue {
         let queue = &mut self.users[idx];
         queue.remove(pos);
         self.len -= 1;
+        self.generation += 1;
         if queue.is_empty() {
             self.drop_user(idx);
         }
@@ -89,6 +93,7 @@ impl FairQueue {
             }
             let id = queue.pop_front()?;
             self.len -= 1;
+            self.generation += 1;
             if queue.is_empty() {
                 self.cursor = idx;
                 self.drop_user(idx);
@@ -100,24 +105,29 @@ impl FairQueue {
         None
     }
 
-    /// Every waiting job's place in line (0 = next), assuming every job can run.
+    /// Every waiting job's place in line (0 = next), assuming every job can run: round by
+    /// round, each user still holding a job gives one, in turn order. O(jobs + users).
     pub fn positions(&self) -> Vec<(JobId, usize)> {
         let n = self.users.len();
-        let lens: Vec<usize> = (0..n)
-            .map(|r| self.users[(self.cursor + r) % n].len())
-            .collect();
+        let mut in_round: Vec<&VecDeque<JobId>> =
+            (0..n).map(|r| &self.users[(self.cursor + r) % n]).collect();
         let mut out = Vec::with_capacity(self.len);
-        for (rank, len) in lens.iter().enumerate() {
-            let queue = &self.users[(self.cursor + rank) % n];
-            for (k, id) in queue.iter().enumerate() {
-                // Everyone's first k jobs come first, then this round's jobs of users ahead.
-                let earlier_rounds: usize = lens.iter().map(|&l| l.min(k)).sum();
-                let ahead_this_round = lens[..rank].iter().filter(|&&l| l > k).count();
-                out.push((id.clone(), earlier_rounds + ahead_this_round));
+        for round in 0.. {
+            in_round.retain(|q| q.len() > round);
+            if in_round.is_empty() {
+                break;
             }
-            debug_assert_eq!(queue.len(), *len);
+            for q in &in_round {
+                out.push((q[round].clone(), out.len()));
+            }
         }
         out
+    }
+
+    /// Changes whenever a job is added or taken out, so a caller can skip recomputing
+    /// places when nothing moved.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (u64, &JobId)> {
@@ -167,6 +177,41 @@ mod tests {
         let predicted: Vec<String> = predicted.into_iter().map(|(j, _)| j.0).collect();
         let mut copy = q.clone();
         assert_eq!(predicted, drain(&mut copy));
+    }
+
+    #[test]
+    fn positions_match_the_order_for_uneven_users() {
+        let mut q = FairQueue::new();
+        for u in 0..40u64 {
+            for i in 0..(u * 7 % 5) {
+                q.push(u, id(&format!("{u}-{i}")));
+            }
+        }
+        for _ in 0..13 {
+            q.pop_next(|_| true);
+        }
+        let mut predicted = q.positions();
+        let places: Vec<usize> = predicted.iter().map(|(_, p)| *p).collect();
+        assert_eq!(places, (0..q.len()).collect::<Vec<_>>());
+        predicted.sort_by_key(|(_, p)| *p);
+        let predicted: Vec<String> = predicted.into_iter().map(|(j, _)| j.0).collect();
+        let mut copy = q.clone();
+        assert_eq!(predicted, drain(&mut copy));
+    }
+
+    #[test]
+    fn generation_moves_with_every_change() {
+        let mut q = FairQueue::new();
+        let g0 = q.generation();
+        q.push(1, id("a"));
+        let g1 = q.generation();
+        assert_ne!(g0, g1);
+        assert!(!q.remove(&id("zz")));
+        assert_eq!(q.generation(), g1, "nothing moved");
+        q.pop_next(|_| false);
+        assert_eq!(q.generation(), g1, "nothing taken");
+        q.pop_next(|_| true);
+        assert_ne!(q.generation(), g1);
     }
 
     #[test]

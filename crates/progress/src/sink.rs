@@ -151,7 +151,9 @@ async fn deliver_loop<S: ProgressSink>(
             continue;
         };
         let started = Instant::now();
-        match sink.deliver(&slot.snapshot).await {
+        // Boxed: an HTTP edit's future is tens of KiB, and this task lives as long as its job,
+        // queued ones included; inline, a thousand waiting jobs would hold it a thousand times.
+        match Box::pin(sink.deliver(&slot.snapshot)).await {
             Ok(()) => {
                 delivered += 1;
                 last_sent = Some(started);

@@ -80,18 +80,12 @@ impl ProgressSink for DiscordSink {
         let fresh = self.data.config().interaction_fresh();
         match edit_job_message(&self.http, &self.data.routes, &self.id, &route, fresh, edit).await {
             Ok(_) => {
-                self.data
-                    .metrics
-                    .progress_edits
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.data.metrics.progress_edits.inc();
                 Ok(())
             }
             Err(e) => {
                 if matches!(discord_error(&e), Some((429, _))) {
-                    self.data
-                        .metrics
-                        .rate_limited
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.data.metrics.rate_limited.inc();
                 }
                 Err(sink_error(&e))
             }
@@ -204,7 +198,7 @@ async fn end(data: &Arc<Data>, http: &Arc<Http>, id: JobId, reason: Option<Strin
     } else {
         &data.metrics.cancelled
     };
-    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    counter.inc();
     // A failure can be run again as it was; a cancelled job is over.
     let components = if reason.is_some() {
         render::retry_row(&id)
@@ -507,9 +501,7 @@ async fn deliver_attempt(
             }
         }
     }
-    data.metrics
-        .results
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    data.metrics.results.inc();
     if let Err(e) = data.scheduler.delivered(id).await {
         tracing::error!(job = %id, error = %e, "cannot record the delivery");
     }

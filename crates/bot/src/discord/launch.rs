@@ -17,7 +17,10 @@ use super::Data;
 /// The check every job-starting interaction passes first: the bot is not stopping and the
 /// caller may generate here. On refusal the caller has been told; returns false.
 pub async fn admit(data: &Data, http: &Http, resp: &Responder) -> bool {
-    data.metrics.acks.observe(resp.at.elapsed());
+    data.metrics.acks.observe(resp.at.elapsed().as_secs_f64());
+    // Discord times acknowledgements, not job setup: interactions already waiting in a burst
+    // are acknowledged before this one's job is prepared, journaled and shown.
+    tokio::task::yield_now().await;
     if data.stopping.load(Ordering::Relaxed) {
         resp.fail(http, RESTARTING).await;
         return false;
@@ -101,6 +104,6 @@ pub async fn start_job(data: &Data, http: &Http, resp: &Responder, id: JobId, re
         resp.fail(http, &submit_error_message(&e)).await;
         return;
     }
-    data.metrics.submitted.fetch_add(1, Ordering::Relaxed);
+    data.metrics.submitted.inc();
     tracing::info!(job = %id, user = resp.caller.user, "job queued");
 }

@@ -320,9 +320,7 @@ where
             let r = next.await;
             if let Err(e) = &r {
                 if matches!(discord_error(e), Some((429, _))) {
-                    data.metrics
-                        .rate_limited
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    data.metrics.rate_limited.inc();
                 }
             }
             r

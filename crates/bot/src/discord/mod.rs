@@ -350,7 +350,7 @@ struct RateLimits(Arc<Data>);
 #[serenity::async_trait]
 impl serenity::EventHandler for RateLimits {
     async fn ratelimit(&self, info: serenity::RatelimitInfo) {
-        self.0.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+        self.0.metrics.rate_limited.inc();
         if info.global {
             self.0.discord_pause.hold_for(info.timeout);
         }

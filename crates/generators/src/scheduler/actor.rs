@@ -72,6 +72,8 @@ pub(super) struct Actor {
     pub(super) waiting: HashMap<JobId, Waiting>,
     pub(super) running: HashMap<JobId, Running>,
     pub(super) last_positions: HashMap<JobId, usize>,
+    /// The queue generation whose places were last published.
+    pub(super) published_generation: Option<u64>,
     pub(super) notices: mpsc::Sender<Notice>,
     /// Results found finished in the journal at startup, sent (waiting for room) before the
     /// actor takes its first message.
@@ -624,6 +626,11 @@ impl Actor {
     }
 
     pub(super) fn publish_positions(&mut self) {
+        // Most turns of the loop (a status request, a progress report) move nobody.
+        if self.published_generation == Some(self.queue.generation()) {
+            return;
+        }
+        self.published_generation = Some(self.queue.generation());
         for (id, pos) in self.queue.positions() {
             if self.last_positions.get(&id) != Some(&pos) {
                 self.last_positions.insert(id.clone(), pos);

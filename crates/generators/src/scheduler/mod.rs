@@ -327,6 +327,7 @@ impl Scheduler {
             waiting: HashMap::new(),
             running: HashMap::new(),
             last_positions: HashMap::new(),
+            published_generation: None,
             notices: notice_tx,
             outbox: Vec::new(),
             internal: internal_tx,
