@@ -149,6 +149,14 @@ mod tests {
         std::iter::from_fn(|| q.pop_next(|_| true).map(|(_, j)| j.0)).collect()
     }
 
+    /// The places `positions` predicts are the order a copy of the queue drains in.
+    fn assert_places_are_the_drain_order(q: &FairQueue) {
+        let mut predicted = q.positions();
+        predicted.sort_by_key(|(_, p)| *p);
+        let predicted: Vec<String> = predicted.into_iter().map(|(j, _)| j.0).collect();
+        assert_eq!(predicted, drain(&mut q.clone()));
+    }
+
     #[test]
     fn one_users_ten_jobs_do_not_hold_back_another() {
         let mut q = FairQueue::new();
@@ -172,11 +180,7 @@ mod tests {
         }
         q.pop_next(|_| true);
         q.push(2, id("2-late"));
-        let mut predicted = q.positions();
-        predicted.sort_by_key(|(_, p)| *p);
-        let predicted: Vec<String> = predicted.into_iter().map(|(j, _)| j.0).collect();
-        let mut copy = q.clone();
-        assert_eq!(predicted, drain(&mut copy));
+        assert_places_are_the_drain_order(&q);
     }
 
     #[test]
@@ -190,13 +194,9 @@ mod tests {
         for _ in 0..13 {
             q.pop_next(|_| true);
         }
-        let mut predicted = q.positions();
-        let places: Vec<usize> = predicted.iter().map(|(_, p)| *p).collect();
+        let places: Vec<usize> = q.positions().iter().map(|(_, p)| *p).collect();
         assert_eq!(places, (0..q.len()).collect::<Vec<_>>());
-        predicted.sort_by_key(|(_, p)| *p);
-        let predicted: Vec<String> = predicted.into_iter().map(|(j, _)| j.0).collect();
-        let mut copy = q.clone();
-        assert_eq!(predicted, drain(&mut copy));
+        assert_places_are_the_drain_order(&q);
     }
 
     #[test]
