@@ -137,12 +137,18 @@ pub fn copy_workflows(into: &Path) {
 impl BotUnderTest {
     pub async fn start(opts: HarnessOptions) -> BotUnderTest {
         // The bot's logs, shown for failing tests (RUST_LOG picks the level).
+        use tracing_subscriber::prelude::*;
+        let filter = std::env::var("RUST_LOG")
+            .ok()
+            .and_then(|s| s.parse::<tracing_subscriber::filter::Targets>().ok())
+            .unwrap_or_else(|| {
+                tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO)
+            });
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-            )
+            .with_max_level(tracing::Level::TRACE)
             .with_test_writer()
+            .finish()
+            .with(filter)
             .try_init();
         let discord = FakeDiscord::start_with(opts.discord.clone()).await;
         let comfy = FakeComfy::start_with(opts.comfy.clone()).await;

@@ -100,25 +100,37 @@ pub enum Format {
     Json,
 }
 
-/// Installs the process's subscriber: `RUST_LOG` (default `info`) filters what is written,
-/// and secrets are scrubbed from every line on stderr.
+/// Installs the process's subscriber: `RUST_LOG` (default `info`; `target=level` pairs such as
+/// `comfycord=debug,serenity=warn`) filters what is written, and secrets are scrubbed from
+/// every line on stderr. A static per-target filter: no regex engine and no span bookkeeping
+/// on each event, which an env filter with field directives would bring.
 pub fn init(format: Format) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::prelude::*;
+    let wanted = std::env::var("RUST_LOG").ok();
+    let parsed = wanted.as_deref().map(str::parse::<Targets>);
+    let filter = match &parsed {
+        Some(Ok(targets)) => targets.clone(),
+        _ => Targets::new().with_default(tracing::Level::INFO),
+    };
     let writer = Redacting(io::stderr);
     // log_format json: one JSON object per line, spans (with the job id) included.
-    match format {
-        Format::Json => tracing_subscriber::fmt()
+    let layer = match format {
+        Format::Json => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .with_env_filter(filter)
             .with_writer(writer)
-            .init(),
-        Format::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(writer)
-            .init(),
+            .boxed(),
+        Format::Text => tracing_subscriber::fmt::layer().with_writer(writer).boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .init();
+    if let (Some(text), Some(Err(e))) = (wanted, parsed) {
+        tracing::warn!(
+            "RUST_LOG={text:?} is not a list of target=level pairs ({e}); logging at info"
+        );
     }
 }
 
