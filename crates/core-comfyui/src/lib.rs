@@ -39,7 +39,7 @@ pub use error::{ComfyError, NodeProblem, PromptRejection};
 pub use events::{BinaryFrame, PreviewFormat, PreviewMeta, ServerMessage};
 pub use job::{JobEvent, MediaKind, Outcome, OutputFile, Outputs};
 pub use manifest::{
-    CheckProblem, Manifest, ParamKind, ParamSpec, PatchError, Patched, WorkflowKind,
+    CheckProblem, Manifest, ParamKind, ParamSpec, PatchError, Patched, VaryStrengths, WorkflowKind,
 };
 pub use object_info::{InputKind, NodeInfo, ObjectInfo};
 pub use prompt::Job;

@@ -24,9 +24,48 @@ pub enum WorkflowKind {
     Img2img,
     Edit,
     Upscale,
+    /// Upscale, then re-diffuse at low denoise (a hires fix): Upscale (Creative).
+    #[serde(rename = "upscale_creative")]
+    UpscaleCreative,
+    /// Pad the image and draw the border: Zoom Out, Make Square, Pan.
+    Outpaint,
     Video,
     #[default]
     Custom,
+}
+
+/// The denoise of Vary (Subtle) and Vary (Strong) when this workflow runs a variation.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaryStrengths {
+    #[serde(default = "VaryStrengths::default_subtle")]
+    pub subtle: f64,
+    #[serde(default = "VaryStrengths::default_strong")]
+    pub strong: f64,
+}
+
+impl VaryStrengths {
+    /// Close to the source: the composition stays, details move.
+    pub const SUBTLE: f64 = 0.35;
+    /// Same subject and palette, a visibly different picture.
+    pub const STRONG: f64 = 0.7;
+
+    fn default_subtle() -> f64 {
+        Self::SUBTLE
+    }
+
+    fn default_strong() -> f64 {
+        Self::STRONG
+    }
+}
+
+impl Default for VaryStrengths {
+    fn default() -> Self {
+        VaryStrengths {
+            subtle: Self::SUBTLE,
+            strong: Self::STRONG,
+        }
+    }
 }
 
 pub use validation::{ParamKind, ParamRule};
@@ -55,6 +94,8 @@ pub struct Manifest {
     /// The workflow file, relative to the manifest, when not `<name>.json`.
     pub workflow_file: Option<String>,
     pub params: IndexMap<String, ParamSpec>,
+    /// Denoise strengths of variations run with this workflow (`"vary": {"subtle", "strong"}`).
+    pub vary: VaryStrengths,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +152,8 @@ struct ManifestFile {
     nsfw: bool,
     #[serde(default)]
     params: IndexMap<String, ParamFile>,
+    #[serde(default)]
+    vary: VaryStrengths,
 }
 
 /// A manifest that cannot be used with its workflow. Checked without a server.
@@ -215,6 +258,13 @@ impl Manifest {
     pub fn from_json(text: &str, workflow: &Workflow) -> Result<Manifest, ManifestError> {
         let file: ManifestFile =
             serde_json::from_str(text).map_err(|e| ManifestError::Json(e.to_string()))?;
+        for (name, strength) in [("subtle", file.vary.subtle), ("strong", file.vary.strong)] {
+            if !(strength > 0.0 && strength <= 1.0) {
+                return Err(ManifestError::Json(format!(
+                    "vary.{name} is a denoise strength: more than 0 and at most 1, not {strength}"
+                )));
+            }
+        }
         let mut params = IndexMap::new();
         let mut seen_targets: Vec<(Target, String)> = Vec::new();
         for (name, p) in file.params {
@@ -312,6 +362,7 @@ impl Manifest {
             nsfw: file.nsfw,
             workflow_file: file.workflow,
             params,
+            vary: file.vary,
         })
     }
 

@@ -23,7 +23,10 @@ pub use job::{
     SavedOutput,
 };
 pub use journal::{stable_client_id, Journal, JournalError, MemoryJournal, SqliteJournal};
-pub use kinds::{Derivation, DeriveError, JobRequest, Kinds, LocalInput, Offers, PrepareError};
+pub use kinds::{
+    Derivation, DeriveError, Direction, FollowUp, JobRequest, Kinds, LocalInput, Offers,
+    PrepareError, Reframe, Strength,
+};
 pub use scheduler::{
     BackendStatus, CancelError, JobPlace, Notice, Scheduler, SchedulerConfig, SchedulerStatus,
     SubmitError,

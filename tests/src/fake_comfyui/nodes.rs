@@ -288,6 +288,22 @@ pub(crate) async fn run(ctx: &mut NodeCtx<'_>) -> Result<NodeOut, NodeError> {
             let l = Img::new(i.w as u64 / 8, i.h as u64 / 8, i.batch as u64, i.rgb);
             NodeOut::values(vec![Val::Latent(l)])
         }
+        "ImagePadForOutpaint" => {
+            // The padded image and a mask of the same size (1 where new pixels go).
+            let i = ctx.image("image")?;
+            let pad = |n: &str| ctx.int(n, 0).max(0) as u64;
+            let w = i.w as u64 + pad("left") + pad("right");
+            let h = i.h as u64 + pad("top") + pad("bottom");
+            let out = Img::new(w, h, i.batch as u64, i.rgb);
+            let mask = Img::new(w, h, 1, [255, 255, 255]);
+            NodeOut::values(vec![Val::Image(out), Val::Mask(mask)])
+        }
+        "VAEEncodeForInpaint" => {
+            // ComfyUI crops the pixels to a multiple of 8 before encoding.
+            let i = ctx.image("pixels")?;
+            let l = Img::new(i.w as u64 / 8, i.h as u64 / 8, i.batch as u64, i.rgb);
+            NodeOut::values(vec![Val::Latent(l)])
+        }
         "ImageInvert" => {
             let mut i = ctx.image("image")?;
             i.rgb = i.rgb.map(|c| 255 - c);

@@ -13,5 +13,6 @@ mod discord_bot;
 mod fake_comfyui_selftest;
 mod fake_discord_selftest;
 mod fault_drills;
+mod result_surface;
 mod scheduler;
 mod toolchain;

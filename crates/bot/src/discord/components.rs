@@ -1,10 +1,10 @@
-//! Buttons under results and the Edit modal. Everything a button needs is in its custom_id
-//! (action and job id) and the journal, so buttons work after a restart.
+//! Buttons under results, the Edit form and remix forms. Everything a button needs is in its
+//! custom_id (action, job, image number) and the journal, so buttons work after a restart.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use generators::{Derivation, JobId};
+use generators::{FollowUp, JobId, JobRecord};
 use poise::serenity_prelude as serenity;
 use serenity::Builder as _;
 use serenity::{
@@ -14,15 +14,57 @@ use serenity::{
 };
 
 use super::access;
+use super::buttons::{Action, Press};
 use super::launch;
-use super::render::{self, Action};
+use super::render;
 use super::reply::{caller_of, capitalise, ephemeral, internal, Responder};
+use super::result_view::result_message;
 use super::{Data, Error};
 
 /// The modal's text input id.
 const PROMPT_INPUT: &str = "prompt";
-/// Modal titles are limited to 45 characters.
-const MODAL_TITLE: &str = "Edit the prompt";
+/// Form titles (Discord allows 45 characters).
+const EDIT_TITLE: &str = "Edit the prompt";
+const REMIX_TITLE: &str = "Remix: change the prompt";
+/// The journal key of a member's remix setting.
+fn remix_key(user: u64) -> String {
+    format!("remix:{user}")
+}
+
+/// Whether `user` has remix on: follow-ups that draw open the prompt form first.
+pub fn remix_on(data: &Data, user: u64) -> bool {
+    matches!(data.journal.meta_get(&remix_key(user)), Ok(Some(v)) if v == "on")
+}
+
+/// Turns `user`'s remix setting on or off; kept in the journal, so it survives restarts.
+pub fn set_remix(data: &Data, user: u64, on: bool) -> Result<(), String> {
+    let key = remix_key(user);
+    let done = if on {
+        data.journal.meta_set(&key, "on")
+    } else {
+        data.journal.meta_delete(&key)
+    };
+    done.map_err(|e| internal("saving the remix setting", &e))
+}
+
+/// The prompt form for `press` on `job`, prefilled with `prompt`.
+fn prompt_form(press: &Press, title: &str, prompt: &str) -> CreateInteractionResponse {
+    let input = CreateInputText::new(InputTextStyle::Paragraph, "Prompt", PROMPT_INPUT)
+        .value(render::truncate_chars(
+            prompt,
+            render::MAX_MODAL_VALUE_CHARS,
+        ))
+        .max_length(render::MAX_MODAL_VALUE_CHARS as u16)
+        .required(true);
+    let modal = CreateModal::new(press.custom_id(), title)
+        .components(vec![CreateActionRow::InputText(input)]);
+    CreateInteractionResponse::Modal(modal)
+}
+
+/// The prompt a follow-up on `record` starts from (its own or an ancestor's).
+fn inherited_prompt(data: &Data, record: &JobRecord) -> Option<String> {
+    generators::kinds::lineage_prompt(record, &|id| data.journal.get(id).ok().flatten())
+}
 
 /// Routes interaction events the framework does not handle (components, modals).
 pub async fn on_event(
@@ -81,14 +123,16 @@ async fn on_component(
     let at = Instant::now();
     let caller = caller_of(&c.user, c.member.as_ref(), c.guild_id, c.channel_id);
     let resp = Responder::new(&c.token, at, caller, c.attachment_size_limit);
-    let Some((action, job)) = render::parse_custom_id(&c.data.custom_id) else {
+    let Some(press) = Press::parse(&c.data.custom_id) else {
         c.create_response(http, ephemeral("This button is no longer supported."))
             .await?;
         return Ok(());
     };
-    match action {
+    let job = press.job.clone();
+    let remix = press.action.remixable() && remix_on(data, resp.caller.user);
+    match press.action {
         Action::Edit => {
-            // A modal must be the first response, so it goes out before anything else.
+            // A form must be the first response, so it goes out before anything else.
             let record = data.journal.get(&job).ok().flatten();
             let prompt = record.as_ref().and_then(|r| r.spec.prompt());
             let Some(prompt) = prompt else {
@@ -99,17 +143,70 @@ async fn on_component(
                 .await?;
                 return Ok(());
             };
-            let input = CreateInputText::new(InputTextStyle::Paragraph, "Prompt", PROMPT_INPUT)
-                .value(render::truncate_chars(
-                    prompt,
-                    render::MAX_MODAL_VALUE_CHARS,
-                ))
-                .max_length(render::MAX_MODAL_VALUE_CHARS as u16)
-                .required(true);
-            let modal = CreateModal::new(render::custom_id(Action::EditSubmit, &job), MODAL_TITLE)
-                .components(vec![CreateActionRow::InputText(input)]);
-            c.create_response(http, CreateInteractionResponse::Modal(modal))
+            let submit = Press::new(Action::EditSubmit, &job);
+            c.create_response(http, prompt_form(&submit, EDIT_TITLE, prompt))
                 .await?;
+            Ok(())
+        }
+        _ if remix => {
+            let record = data.journal.get(&job).ok().flatten();
+            let prompt = record
+                .as_ref()
+                .and_then(|r| inherited_prompt(data, r))
+                .unwrap_or_default();
+            if record.is_none() {
+                c.create_response(http, ephemeral("That job is no longer in the journal."))
+                    .await?;
+                return Ok(());
+            }
+            c.create_response(
+                http,
+                prompt_form(&press.clone().as_form(), REMIX_TITLE, &prompt),
+            )
+            .await?;
+            Ok(())
+        }
+        Action::Pick => {
+            // The picked image gets its own message, a reply to this click.
+            c.create_response(
+                http,
+                CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new()),
+            )
+            .await?;
+            let record = match data.journal.get(&job) {
+                Ok(Some(r)) => r,
+                Ok(None) => {
+                    resp.fail(http, "That job is no longer in the journal.")
+                        .await;
+                    return Ok(());
+                }
+                Err(e) => {
+                    resp.fail(http, &internal("reading a job", &e)).await;
+                    return Ok(());
+                }
+            };
+            let link = render::message_link(
+                c.guild_id.map(|g| g.get()),
+                c.channel_id.get(),
+                c.message.id.get(),
+            );
+            let view = result_message(
+                data,
+                &record,
+                Some(press.image),
+                resp.upload_limit,
+                Some(&link),
+            )
+            .await;
+            if view.chunks.is_empty() {
+                let gone = format!(
+                    "Image {} of this result is no longer on the server.",
+                    press.image + 1
+                );
+                resp.fail(http, &gone).await;
+                return Ok(());
+            }
+            resp.show(http, view).await;
             Ok(())
         }
         Action::Info => {
@@ -162,26 +259,29 @@ async fn on_component(
             }
             Ok(())
         }
-        Action::Upscale | Action::Vary | Action::Reroll | Action::Animate | Action::Retry => {
+        Action::EditSubmit => {
+            c.create_response(http, ephemeral("This button is no longer supported."))
+                .await?;
+            Ok(())
+        }
+        action => {
+            let Some(how) = action.derivation() else {
+                c.create_response(http, ephemeral("This button is no longer supported."))
+                    .await?;
+                return Ok(());
+            };
             // The new job gets its own message: a deferred reply to this click.
             c.create_response(
                 http,
                 CreateInteractionResponse::Defer(CreateInteractionResponseMessage::new()),
             )
             .await?;
-            let how = match action {
-                Action::Upscale => Derivation::Upscale,
-                Action::Vary => Derivation::Vary,
-                Action::Reroll => Derivation::Reroll,
-                Action::Animate => Derivation::Animate,
-                _ => Derivation::Retry,
+            let follow = FollowUp {
+                how,
+                image: press.image,
+                prompt: None,
             };
-            derive(data, http, &resp, &job, how).await;
-            Ok(())
-        }
-        Action::EditSubmit => {
-            c.create_response(http, ephemeral("This button is no longer supported."))
-                .await?;
+            derive(data, http, &resp, &job, follow).await;
             Ok(())
         }
     }
@@ -196,7 +296,12 @@ async fn on_modal(data: &Arc<Data>, http: &Arc<Http>, m: &ModalInteraction) -> R
     .await?;
     let caller = caller_of(&m.user, m.member.as_ref(), m.guild_id, m.channel_id);
     let resp = Responder::new(&m.token, at, caller, m.attachment_size_limit);
-    let Some((Action::EditSubmit, job)) = render::parse_custom_id(&m.data.custom_id) else {
+    let press = Press::parse(&m.data.custom_id);
+    let how = press
+        .as_ref()
+        .filter(|p| p.form || p.action == Action::EditSubmit)
+        .and_then(|p| p.action.derivation());
+    let (Some(press), Some(how)) = (press, how) else {
         resp.fail(http, "This form is no longer supported.").await;
         return Ok(());
     };
@@ -210,12 +315,17 @@ async fn on_modal(data: &Arc<Data>, http: &Arc<Http>, m: &ModalInteraction) -> R
             _ => None,
         })
         .unwrap_or_default();
-    derive(data, http, &resp, &job, Derivation::Edit { prompt }).await;
+    let follow = FollowUp {
+        how,
+        image: press.image,
+        prompt: Some(prompt),
+    };
+    derive(data, http, &resp, &press.job, follow).await;
     Ok(())
 }
 
-/// Starts the job a button (or the modal) asks for, from the source job in the journal.
-async fn derive(data: &Arc<Data>, http: &Http, resp: &Responder, source: &JobId, how: Derivation) {
+/// Starts the job a button (or a form) asks for, from the source job in the journal.
+async fn derive(data: &Arc<Data>, http: &Http, resp: &Responder, source: &JobId, follow: FollowUp) {
     if !launch::admit(data, http, resp).await {
         return;
     }
@@ -228,7 +338,8 @@ async fn derive(data: &Arc<Data>, http: &Http, resp: &Responder, source: &JobId,
         }
         Err(e) => return resp.fail(http, &internal("reading a source job", &e)).await,
     };
-    let req = match data.kinds().derive(&record, &how) {
+    let lookup = |id: &JobId| data.journal.get(id).ok().flatten();
+    let req = match data.kinds().derive(&record, &follow, &lookup) {
         Ok(r) => r,
         Err(e) => return resp.fail(http, &e.to_string()).await,
     };

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use generators::outputs::{fit_file_for_upload, Upload};
 use generators::{Follower, JobEnd, JobId, Notice, SavedOutput, Step};
 use poise::serenity_prelude as serenity;
 use progress::render::EmbedView;
@@ -19,11 +18,13 @@ use serenity::{CreateActionRow, CreateAttachment, Http, MessageId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::buttons;
 use super::message::{
     classify, discord_error, edit_job_message, edit_retrying, post_job_message, retrying,
     route_from_record, Failure, MessageEdit, Route, RATE_LIMIT_FALLBACK, UNKNOWN_MESSAGE,
 };
-use super::render::{self, MAX_FILES_PER_MESSAGE};
+use super::render;
+use super::result_view::result_message;
 use super::Data;
 
 const PREVIEW_JPEG: &str = "preview.jpg";
@@ -201,7 +202,7 @@ async fn end(data: &Arc<Data>, http: &Arc<Http>, id: JobId, reason: Option<Strin
     counter.inc();
     // A failure can be run again as it was; a cancelled job is over.
     let components = if reason.is_some() {
-        render::retry_row(&id)
+        buttons::retry_row(&id)
     } else {
         Vec::new()
     };
@@ -219,33 +220,6 @@ async fn end(data: &Arc<Data>, http: &Arc<Http>, id: JobId, reason: Option<Strin
         tracing::warn!(job = %id, error = %e, "could not show the job's end");
     }
     super::inputs::remove_inputs(data, record.as_ref());
-}
-
-/// Files to upload and the ones too large for the channel.
-fn prepare_uploads(
-    outputs: &[SavedOutput],
-    limit: u64,
-) -> (Vec<CreateAttachment>, Vec<(String, u64)>) {
-    let mut files = Vec::new();
-    let mut too_large = Vec::new();
-    for o in outputs {
-        let name = o
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "output".into());
-        match fit_file_for_upload(&o.path, o.kind, limit) {
-            Ok(Upload::File { name, bytes, .. }) => {
-                files.push(CreateAttachment::bytes(bytes, name))
-            }
-            Ok(Upload::TooLarge { size, .. }) => too_large.push((name, size)),
-            Err(e) => {
-                tracing::warn!(path = %o.path.display(), error = %e, "output cannot be uploaded");
-                too_large.push((name, o.bytes));
-            }
-        }
-    }
-    (files, too_large)
 }
 
 /// What a result's delivery has done so far, kept in the journal (meta `delivery:<job>`) so
@@ -405,7 +379,7 @@ async fn deliver_attempt(
     outputs: &[SavedOutput],
     redeliveries: u32,
 ) -> Option<Duration> {
-    let record = match data.journal.get(id) {
+    let mut record = match data.journal.get(id) {
         Ok(Some(r)) => r,
         Ok(None) => return None,
         Err(e) => {
@@ -413,16 +387,14 @@ async fn deliver_attempt(
             return None;
         }
     };
+    // What the generator reported is what gets shown.
+    record.outputs = outputs.to_vec();
     let Some(route) = data.routes.get(id).or_else(|| route_from_record(&record)) else {
         // Not from Discord: nothing to show it on.
         let _ = data.scheduler.delivered(id).await;
         return None;
     };
     let limit = route.upload_limit;
-    let owned = outputs.to_vec();
-    let (files, too_large) = tokio::task::spawn_blocking(move || prepare_uploads(&owned, limit))
-        .await
-        .unwrap_or_default();
     let source_link = record
         .spec
         .parent
@@ -435,12 +407,8 @@ async fn deliver_attempt(
                 p.origin.message?,
             ))
         });
-    let content = render::result_content(&record, source_link.as_deref(), &too_large, limit);
-    let rows = render::result_rows(id, data.kinds().offers(&record));
-    let mut chunks: Vec<Vec<CreateAttachment>> = files
-        .chunks(MAX_FILES_PER_MESSAGE)
-        .map(<[_]>::to_vec)
-        .collect();
+    let view = result_message(data, &record, None, limit, source_link.as_deref()).await;
+    let (content, rows, mut chunks) = (view.content, view.rows, view.chunks);
     let first = if chunks.is_empty() {
         Vec::new()
     } else {

@@ -64,7 +64,7 @@ pub async fn start_job(data: &Data, http: &Http, resp: &Responder, id: JobId, re
             prompt.as_deref(),
             None,
         )]),
-        components: Some(render::cancel_row(&id)),
+        components: Some(super::buttons::cancel_row(&id)),
         ..MessageEdit::default()
     };
     let message = match edit.into_token_edit().execute(http, &resp.token).await {

@@ -2,6 +2,7 @@
 //! Only this module touches serenity; it drives the engine through the scheduler and journal.
 
 pub mod access;
+pub mod buttons;
 pub mod commands;
 pub mod components;
 pub mod delivery;
@@ -10,6 +11,7 @@ pub mod launch;
 pub mod message;
 pub mod render;
 pub mod reply;
+pub mod result_view;
 pub mod unreadable;
 
 use std::collections::HashMap;

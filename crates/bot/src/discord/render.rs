@@ -1,12 +1,11 @@
-//! What the bot shows: button ids, progress embeds, result text, the Info card. Pure functions
+//! What the bot shows: progress embeds, result text, the Info card. Pure functions
 //! over serenity's builders, within Discord's limits.
 
-use generators::Offers;
 use generators::{JobId, JobRecord, OutputKind, SavedOutput};
 use poise::serenity_prelude as serenity;
 use progress::render::EmbedView;
 use serde_json::Value;
-use serenity::{ButtonStyle, CreateActionRow, CreateButton, CreateEmbed};
+use serenity::CreateEmbed;
 
 /// Discord's limit on message content, in characters.
 pub const MAX_CONTENT_CHARS: usize = 2000;
@@ -24,84 +23,9 @@ const MAX_EMBED_FIELDS: usize = 20;
 const PROMPT_SHOWN_CHARS: usize = 300;
 /// Text input limit in a modal.
 pub const MAX_MODAL_VALUE_CHARS: usize = 4000;
-/// Prefix of every custom_id this bot makes.
-const ID_PREFIX: &str = "cc";
-
 const COLOUR_RUNNING: u32 = 0x5865F2;
 const COLOUR_FAILED: u32 = 0xED4245;
 const COLOUR_CANCELLED: u32 = 0x99AAB5;
-
-/// What a button (or the edit modal) does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Upscale,
-    Vary,
-    Reroll,
-    Edit,
-    Animate,
-    Info,
-    Delete,
-    Cancel,
-    /// The submit of the Edit modal.
-    EditSubmit,
-    /// A failed job again, exactly as it was (same values and seed).
-    Retry,
-}
-
-impl Action {
-    const ALL: [Action; 10] = [
-        Action::Upscale,
-        Action::Vary,
-        Action::Reroll,
-        Action::Edit,
-        Action::Animate,
-        Action::Info,
-        Action::Delete,
-        Action::Cancel,
-        Action::EditSubmit,
-        Action::Retry,
-    ];
-
-    fn code(self) -> &'static str {
-        match self {
-            Action::Upscale => "up",
-            Action::Vary => "vary",
-            Action::Reroll => "reroll",
-            Action::Edit => "edit",
-            Action::Animate => "anim",
-            Action::Info => "info",
-            Action::Delete => "del",
-            Action::Cancel => "cancel",
-            Action::EditSubmit => "editm",
-            Action::Retry => "retry",
-        }
-    }
-}
-
-/// `cc:<action>:<job id>`: everything a button needs; the rest comes from the journal, so
-/// buttons keep working after a restart.
-pub fn custom_id(action: Action, job: &JobId) -> String {
-    format!("{ID_PREFIX}:{}:{}", action.code(), job.as_str())
-}
-
-/// The action and job of one of our custom ids.
-pub fn parse_custom_id(id: &str) -> Option<(Action, JobId)> {
-    let mut parts = id.split(':');
-    if parts.next()? != ID_PREFIX {
-        return None;
-    }
-    let code = parts.next()?;
-    let job = parts.next()?;
-    if parts.next().is_some()
-        || job.is_empty()
-        || job.len() > 64
-        || !job.chars().all(|c| c.is_ascii_alphanumeric())
-    {
-        return None;
-    }
-    let action = Action::ALL.into_iter().find(|a| a.code() == code)?;
-    Some((action, JobId(job.to_string())))
-}
 
 /// `s` cut to at most `max` characters (not bytes), with an ellipsis when cut.
 pub fn truncate_chars(s: &str, max: usize) -> String {
@@ -174,55 +98,6 @@ pub fn paused_embed(text: &str, prompt: Option<&str>) -> CreateEmbed {
         e = e.field("Prompt", truncate_chars(p, PROMPT_SHOWN_CHARS), false);
     }
     e
-}
-
-/// The Cancel button shown while a job waits or runs.
-pub fn cancel_row(job: &JobId) -> Vec<CreateActionRow> {
-    vec![CreateActionRow::Buttons(vec![CreateButton::new(
-        custom_id(Action::Cancel, job),
-    )
-    .label("Cancel")
-    .style(ButtonStyle::Danger)])]
-}
-
-/// The button under a failed job: run it again as it was.
-pub fn retry_row(job: &JobId) -> Vec<CreateActionRow> {
-    vec![CreateActionRow::Buttons(vec![CreateButton::new(
-        custom_id(Action::Retry, job),
-    )
-    .label("Retry")
-    .style(ButtonStyle::Primary)])]
-}
-
-/// The buttons under a result: at most 5 per row, ids of at most 100 characters.
-pub fn result_rows(job: &JobId, offers: Offers) -> Vec<CreateActionRow> {
-    let button = |a: Action, label: &str, style: ButtonStyle| {
-        CreateButton::new(custom_id(a, job))
-            .label(label)
-            .style(style)
-    };
-    let mut first = Vec::new();
-    if offers.upscale {
-        first.push(button(Action::Upscale, "Upscale", ButtonStyle::Primary));
-    }
-    if offers.vary {
-        first.push(button(Action::Vary, "Vary", ButtonStyle::Secondary));
-    }
-    first.push(button(Action::Reroll, "Reroll", ButtonStyle::Secondary));
-    if offers.edit {
-        first.push(button(Action::Edit, "Edit", ButtonStyle::Secondary));
-    }
-    if offers.animate {
-        first.push(button(Action::Animate, "Animate", ButtonStyle::Secondary));
-    }
-    let second = vec![
-        button(Action::Info, "Info", ButtonStyle::Secondary),
-        button(Action::Delete, "Delete", ButtonStyle::Danger),
-    ];
-    vec![
-        CreateActionRow::Buttons(first),
-        CreateActionRow::Buttons(second),
-    ]
 }
 
 /// A link to a message.
@@ -435,27 +310,6 @@ mod tests {
     }
 
     #[test]
-    fn custom_ids_round_trip_and_reject_strangers() {
-        let job = JobId("0123456789abcdef".into());
-        for a in Action::ALL {
-            let id = custom_id(a, &job);
-            assert!(id.chars().count() <= 100);
-            assert_eq!(parse_custom_id(&id), Some((a, job.clone())));
-        }
-        for bad in [
-            "",
-            "cc",
-            "cc:up",
-            "cc:zzz:0123",
-            "xx:up:0123",
-            "cc:up:01 23",
-            "cc:up:a:b",
-        ] {
-            assert_eq!(parse_custom_id(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
     fn truncation_counts_characters() {
         assert_eq!(truncate_chars("héllo", 5), "héllo");
         assert_eq!(truncate_chars("héllo wörld", 6), "héllo…");
@@ -501,23 +355,6 @@ mod tests {
             .values
             .insert("negative".into(), json!("n".repeat(4000)));
         assert!(info_text(&big).chars().count() <= MAX_CONTENT_CHARS);
-    }
-
-    #[test]
-    fn result_rows_fit_discord() {
-        let job = JobId("0123456789abcdef".into());
-        let all = Offers {
-            upscale: true,
-            vary: true,
-            edit: true,
-            animate: true,
-        };
-        let rows = serde_json::to_value(result_rows(&job, all)).unwrap();
-        let rows = rows.as_array().unwrap();
-        assert_eq!(rows.len(), 2);
-        assert!(rows
-            .iter()
-            .all(|r| r["components"].as_array().unwrap().len() <= 5));
     }
 
     #[test]

@@ -100,6 +100,32 @@ impl Responder {
         }
     }
 
+    /// Replaces the deferred "thinking" message with a result (files past the first ten go
+    /// in follow-ups).
+    pub async fn show(&self, http: &Http, view: super::result_view::ResultMessage) {
+        let mut chunks = view.chunks.into_iter();
+        let mut edit = serenity::EditInteractionResponse::new()
+            .content(view.content)
+            .components(view.rows)
+            .allowed_mentions(CreateAllowedMentions::new());
+        for file in chunks.next().unwrap_or_default() {
+            edit = edit.new_attachment(file);
+        }
+        if let Err(e) = edit.execute(http, &self.token).await {
+            tracing::warn!(error = %e, "could not show a result");
+            self.fail(http, &internal("showing a result", &e)).await;
+            return;
+        }
+        for files in chunks {
+            let more = CreateInteractionResponseFollowup::new()
+                .add_files(files)
+                .allowed_mentions(CreateAllowedMentions::new());
+            if let Err(e) = more.execute(http, (None, &self.token)).await {
+                tracing::warn!(error = %e, "could not post more files of a result");
+            }
+        }
+    }
+
     /// An ephemeral follow-up (after a deferred update, where it makes a new message).
     pub async fn whisper(&self, http: &Http, message: &str) {
         let reply = CreateInteractionResponseFollowup::new()

@@ -7,8 +7,8 @@ use validation::{MediaFormat, RawRequest};
 use super::spec::{self, CosmosKind};
 use crate::job::{InputFile, JobRecord, JobSpec, OutputKind};
 use crate::kinds::{
-    recorded_input, reuse_file, Derivation, DeriveError, JobFamily, JobRequest, Offers,
-    PrepareError,
+    recorded_input, reuse_file, Derivation, DeriveError, FollowUp, JobFamily, JobRequest, Lookup,
+    Offers, PrepareError,
 };
 
 /// The workflows of a configured Cosmos host.
@@ -81,21 +81,28 @@ impl JobFamily for CosmosFamily {
         let video = record.outputs.iter().any(|o| o.kind == OutputKind::Video);
         Offers {
             upscale: video && transfer,
-            vary: false,
             edit: transfer,
-            animate: false,
+            ..Offers::default()
         }
     }
 
-    fn derive(&self, source: &JobRecord, how: &Derivation) -> Result<JobRequest, DeriveError> {
+    fn derive(
+        &self,
+        source: &JobRecord,
+        follow: &FollowUp,
+        _lookup: Lookup<'_>,
+    ) -> Result<JobRequest, DeriveError> {
         let mut req = JobRequest {
             parent: Some(source.id.clone()),
             ..JobRequest::default()
         };
-        match how {
-            Derivation::Reroll | Derivation::Retry | Derivation::Edit { .. } => {
+        match follow.how {
+            Derivation::Reroll | Derivation::Retry | Derivation::Edit => {
+                if follow.how == Derivation::Edit && follow.prompt.is_none() {
+                    return Err(DeriveError::new("An edit needs the new prompt."));
+                }
                 req.workflow = source.spec.workflow.clone();
-                let new_seed = *how == Derivation::Reroll;
+                let new_seed = follow.how == Derivation::Reroll;
                 req.values = source
                     .spec
                     .values
@@ -105,7 +112,7 @@ impl JobFamily for CosmosFamily {
                     })
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                if let Derivation::Edit { prompt } = how {
+                if let Some(prompt) = &follow.prompt {
                     req.values
                         .insert("prompt".into(), Value::String(prompt.clone()));
                 }
@@ -133,7 +140,10 @@ impl JobFamily for CosmosFamily {
                 req.workflow = spec::UPSCALE_WORKFLOW.to_string();
                 req.inputs.push(video);
             }
-            Derivation::Vary | Derivation::Animate => {
+            Derivation::UpscaleCreative
+            | Derivation::Vary(_)
+            | Derivation::Reframe(_)
+            | Derivation::Animate => {
                 return Err(DeriveError::new(
                     "That button does not work on Cosmos results.",
                 ))
@@ -241,14 +251,20 @@ mod tests {
                 ..Offers::default()
             }
         );
-        let up = f.derive(&record, &Derivation::Upscale).unwrap();
+        let none = |_: &crate::job::JobId| None;
+        let derive = |how| f.derive(&record, &FollowUp::new(how), &none);
+        let up = derive(Derivation::Upscale).unwrap();
         assert_eq!(up.workflow, spec::UPSCALE_WORKFLOW);
         assert_eq!(up.inputs[0].path, out);
         assert_eq!(up.inputs[0].format, MediaFormat::Mp4);
-        let reroll = f.derive(&record, &Derivation::Reroll).unwrap();
+        let reroll = derive(Derivation::Reroll).unwrap();
         assert!(!reroll.values.contains_key("seed") && !reroll.values.contains_key("video"));
-        let retry = f.derive(&record, &Derivation::Retry).unwrap();
+        let retry = derive(Derivation::Retry).unwrap();
         assert_eq!(retry.values["seed"], 5);
-        assert!(f.derive(&record, &Derivation::Vary).is_err());
+        assert!(derive(Derivation::Vary(crate::kinds::Strength::Subtle)).is_err());
+        assert!(
+            derive(Derivation::Edit).is_err(),
+            "an edit without a prompt"
+        );
     }
 }

@@ -9,16 +9,14 @@ use serde_json::{Map, Value};
 use validation::{MediaFormat, ParamKind, RawRequest};
 
 use super::{
-    recorded_input, reuse_file, Derivation, DeriveError, JobFamily, JobRequest, LocalInput, Offers,
-    PrepareError,
+    lineage_prompt, recorded_input, reuse_file, Derivation, DeriveError, FollowUp, JobFamily,
+    JobRequest, LocalInput, Lookup, Offers, PrepareError, Reframe, Strength,
 };
 use crate::job::{upscale_target, InputFile, JobRecord, JobSpec, OutputKind};
 
 /// The request value that asks for an upscale by a factor. A workflow that takes a target
 /// size instead gets one computed from the input image.
 pub const FACTOR_PARAM: &str = "factor";
-/// Denoise for Vary when the img2img workflow takes one: close to the source, visibly new.
-pub const VARY_DENOISE: f64 = 0.55;
 /// The Upscale follow-up's factor.
 pub const FOLLOW_UP_UPSCALE_FACTOR: f64 = 2.0;
 /// Values a variation never copies from its source: the source image fixes the size.
@@ -31,6 +29,8 @@ pub fn kind_name(kind: WorkflowKind) -> &'static str {
         WorkflowKind::Img2img => "img2img",
         WorkflowKind::Edit => "edit",
         WorkflowKind::Upscale => "upscale",
+        WorkflowKind::UpscaleCreative => "upscale_creative",
+        WorkflowKind::Outpaint => "outpaint",
         WorkflowKind::Video => "animate",
         WorkflowKind::Custom => "custom",
     }
@@ -141,9 +141,17 @@ pub fn reusable_values(spec: &JobSpec, def: &WorkflowDef, new_seed: bool) -> Map
         .collect()
 }
 
-fn first_image(record: &JobRecord) -> Option<&crate::job::SavedOutput> {
-    record.outputs.iter().find(|o| o.kind == OutputKind::Image)
+/// The `index`-th image of a job's outputs (0-based).
+fn nth_image(record: &JobRecord, index: usize) -> Option<&crate::job::SavedOutput> {
+    record
+        .outputs
+        .iter()
+        .filter(|o| o.kind == OutputKind::Image)
+        .nth(index)
 }
+
+/// The pad parameters of an outpaint workflow, in the order of [`super::Padding`]'s fields.
+const PAD_PARAMS: [&str; 4] = ["pad_left", "pad_top", "pad_right", "pad_bottom"];
 
 /// The workflows of the `workflows/` folder.
 #[derive(Debug, Clone)]
@@ -239,16 +247,35 @@ impl JobFamily for CatalogFamily {
     }
 
     fn offers(&self, record: &JobRecord) -> Offers {
-        let image = first_image(record).is_some();
+        let images = record
+            .outputs
+            .iter()
+            .filter(|o| o.kind == OutputKind::Image)
+            .count();
+        let image = images > 0;
+        let reframe = image && self.has(WorkflowKind::Outpaint);
+        let square = reframe
+            && nth_image(record, 0)
+                .and_then(|o| image_size(&o.path))
+                .is_some_and(|(w, h)| Reframe::Square.padding(w, h).is_ok());
         Offers {
+            images,
             upscale: image && self.has(WorkflowKind::Upscale),
+            upscale_creative: image && self.has(WorkflowKind::UpscaleCreative),
             vary: image && self.has(WorkflowKind::Img2img),
             edit: record.spec.prompt().is_some(),
             animate: image && self.has(WorkflowKind::Video),
+            reframe,
+            square,
         }
     }
 
-    fn derive(&self, source: &JobRecord, how: &Derivation) -> Result<JobRequest, DeriveError> {
+    fn derive(
+        &self,
+        source: &JobRecord,
+        follow: &FollowUp,
+        lookup: Lookup<'_>,
+    ) -> Result<JobRequest, DeriveError> {
         let source_def = self.def(&source.spec.workflow).ok_or_else(|| {
             DeriveError(format!(
                 "Workflow {} is no longer loaded.",
@@ -256,22 +283,54 @@ impl JobFamily for CatalogFamily {
             ))
         })?;
         let output_image = || {
-            first_image(source)
-                .and_then(|o| reuse_file(&o.path, MediaFormat::Png))
+            let Some(o) = nth_image(source, follow.image) else {
+                return Err(DeriveError(format!(
+                    "This result has no image {}.",
+                    follow.image + 1
+                )));
+            };
+            reuse_file(&o.path, MediaFormat::Png)
                 .ok_or_else(|| DeriveError::new("This result's image is no longer on the server."))
+        };
+        // The prompt a follow-up draws with: the one the member typed for it (remix, Edit),
+        // else the source's or its nearest ancestor's.
+        let prompt = || {
+            follow
+                .prompt
+                .clone()
+                .or_else(|| lineage_prompt(source, lookup))
         };
         let mut req = JobRequest {
             parent: Some(source.id.clone()),
             ..JobRequest::default()
         };
-        match how {
-            Derivation::Reroll | Derivation::Retry | Derivation::Edit { .. } => {
+        // Settings the source and the follow-up's workflow share (steps, cfg, sampler, ...),
+        // with a fresh seed; never the size, which the source image now fixes.
+        let shared = |def: &WorkflowDef, req: &mut JobRequest| {
+            for (k, v) in reusable_values(&source.spec, source_def, true) {
+                if def.manifest.params.contains_key(&k)
+                    && !NOT_VARIED.contains(&k.as_str())
+                    && !k.starts_with("pad_")
+                {
+                    req.values.insert(k, v);
+                }
+            }
+            if def.manifest.params.contains_key("prompt") {
+                if let Some(p) = prompt() {
+                    req.values.insert("prompt".into(), Value::String(p));
+                }
+            }
+        };
+        match follow.how {
+            Derivation::Reroll | Derivation::Retry | Derivation::Edit => {
+                if follow.how == Derivation::Edit && follow.prompt.is_none() {
+                    return Err(DeriveError::new("An edit needs the new prompt."));
+                }
                 req.workflow = source.spec.workflow.clone();
-                let new_seed = *how == Derivation::Reroll;
+                let new_seed = follow.how == Derivation::Reroll;
                 req.values = reusable_values(&source.spec, source_def, new_seed);
-                if let Derivation::Edit { prompt } = how {
-                    req.values
-                        .insert("prompt".into(), Value::String(prompt.clone()));
+                if let Some(p) = &follow.prompt {
+                    req.values.insert("prompt".into(), Value::String(p.clone()));
                 }
                 for input in &source.spec.inputs {
                     if !input.path.exists() {
@@ -289,25 +348,57 @@ impl JobFamily for CatalogFamily {
                 req.values
                     .insert(FACTOR_PARAM.into(), FOLLOW_UP_UPSCALE_FACTOR.into());
             }
-            Derivation::Vary => {
+            Derivation::UpscaleCreative => {
+                let def = self.pick(WorkflowKind::UpscaleCreative, &["image"])?;
+                req.workflow = def.name.clone();
+                req.inputs.push(output_image()?);
+                shared(def, &mut req);
+                // The workflow's own denoise is the creative strength, not the source's.
+                req.values.remove("denoise");
+                req.values
+                    .insert(FACTOR_PARAM.into(), FOLLOW_UP_UPSCALE_FACTOR.into());
+            }
+            Derivation::Vary(strength) => {
                 let def = self.pick(WorkflowKind::Img2img, &["image"])?;
                 req.workflow = def.name.clone();
                 req.inputs.push(output_image()?);
-                // Keep the settings both workflows share, with a fresh seed.
-                for (k, v) in reusable_values(&source.spec, source_def, true) {
-                    if def.manifest.params.contains_key(&k) && !NOT_VARIED.contains(&k.as_str()) {
-                        req.values.insert(k, v);
-                    }
-                }
+                shared(def, &mut req);
                 if def.manifest.params.contains_key("denoise") {
-                    req.values.insert("denoise".into(), VARY_DENOISE.into());
+                    let denoise = match strength {
+                        Strength::Subtle => def.manifest.vary.subtle,
+                        Strength::Strong => def.manifest.vary.strong,
+                    };
+                    req.values.insert("denoise".into(), denoise.into());
+                }
+            }
+            Derivation::Reframe(reframe) => {
+                let def = self.pick(WorkflowKind::Outpaint, &["image"])?;
+                req.workflow = def.name.clone();
+                let input = output_image()?;
+                let (w, h) = image_size(&input.path)
+                    .ok_or_else(|| DeriveError::new("This result's image cannot be read."))?;
+                let pad = reframe.padding(w, h).map_err(DeriveError)?;
+                req.inputs.push(input);
+                shared(def, &mut req);
+                req.values.remove("denoise");
+                for (name, px) in PAD_PARAMS
+                    .into_iter()
+                    .zip([pad.left, pad.top, pad.right, pad.bottom])
+                {
+                    if !def.manifest.params.contains_key(name) {
+                        return Err(DeriveError(format!(
+                            "Workflow {} does not take {name}; an outpaint workflow needs pad_left, pad_top, pad_right and pad_bottom.",
+                            def.name
+                        )));
+                    }
+                    req.values.insert(name.into(), px.into());
                 }
             }
             Derivation::Animate => {
                 let def = self.pick(WorkflowKind::Video, &["image"])?;
                 req.workflow = def.name.clone();
                 req.inputs.push(output_image()?);
-                if let Some(p) = source.spec.prompt() {
+                if let Some(p) = prompt() {
                     req.values.insert("prompt".into(), p.into());
                 }
             }
@@ -441,6 +532,14 @@ mod tests {
         assert!(!spec.values.contains_key(FACTOR_PARAM));
     }
 
+    fn none(_: &JobId) -> Option<JobRecord> {
+        None
+    }
+
+    fn follow(how: Derivation) -> FollowUp {
+        FollowUp::new(how)
+    }
+
     #[test]
     fn follow_ups_build_the_next_job_from_the_journal() {
         let dir = tempfile::tempdir().unwrap();
@@ -449,47 +548,82 @@ mod tests {
         assert_eq!(
             k.offers(&source),
             Offers {
+                images: 1,
                 upscale: true,
+                upscale_creative: true,
                 vary: true,
                 edit: true,
-                animate: true
+                animate: true,
+                reframe: true,
+                square: true,
             }
         );
-        let reroll = k.derive(&source, &Derivation::Reroll).unwrap();
+        let reroll = k
+            .derive(&source, &follow(Derivation::Reroll), &none)
+            .unwrap();
         assert_eq!(reroll.workflow, "txt2img");
         assert_eq!(reroll.values["steps"], 12);
         assert!(!reroll.values.contains_key("seed"), "a new seed is drawn");
         assert_eq!(reroll.parent.as_ref(), Some(&source.id));
-        let retry = k.derive(&source, &Derivation::Retry).unwrap();
+        let retry = k
+            .derive(&source, &follow(Derivation::Retry), &none)
+            .unwrap();
         assert_eq!(retry.values["seed"], source.spec.values["seed"]);
-        let edit = Derivation::Edit {
-            prompt: "a dog".into(),
+        let edit = FollowUp {
+            prompt: Some("a dog".into()),
+            ..follow(Derivation::Edit)
         };
-        assert_eq!(k.derive(&source, &edit).unwrap().values["prompt"], "a dog");
+        let edited = k.derive(&source, &edit, &none).unwrap();
+        assert_eq!(edited.values["prompt"], "a dog");
+        assert_eq!(edited.values["seed"], source.spec.values["seed"]);
+        assert!(k.derive(&source, &follow(Derivation::Edit), &none).is_err());
 
-        let vary = k.derive(&source, &Derivation::Vary).unwrap();
-        assert_eq!(vary.workflow, "img2img");
-        assert_eq!(vary.values["denoise"], VARY_DENOISE);
-        assert!(!vary.values.contains_key("width"));
-        assert_eq!(vary.inputs[0].format, MediaFormat::Png);
-        let up = k.derive(&source, &Derivation::Upscale).unwrap();
+        let subtle = k
+            .derive(&source, &follow(Derivation::Vary(Strength::Subtle)), &none)
+            .unwrap();
+        assert_eq!(subtle.workflow, "img2img");
+        assert_eq!(subtle.values["denoise"], 0.35, "the manifest's vary.subtle");
+        assert_eq!(subtle.values["prompt"], "a cat");
+        assert!(!subtle.values.contains_key("width"));
+        assert!(!subtle.values.contains_key("seed"));
+        assert_eq!(subtle.inputs[0].format, MediaFormat::Png);
+        let strong = k
+            .derive(&source, &follow(Derivation::Vary(Strength::Strong)), &none)
+            .unwrap();
+        assert_eq!(strong.values["denoise"], 0.7, "the manifest's vary.strong");
+        let up = k
+            .derive(&source, &follow(Derivation::Upscale), &none)
+            .unwrap();
         let spec = k.prepare(up, &mut rand::thread_rng()).unwrap();
         assert_eq!(spec.workflow, "upscale");
         assert_eq!(
             (&spec.values["target_width"], &spec.values["target_height"]),
             (&json!(128), &json!(96))
         );
-        let animate = k.derive(&source, &Derivation::Animate).unwrap();
+        let creative = k
+            .derive(&source, &follow(Derivation::UpscaleCreative), &none)
+            .unwrap();
+        let spec = k.prepare(creative, &mut rand::thread_rng()).unwrap();
+        assert_eq!(spec.workflow, "upscale_creative");
+        assert_eq!(spec.values["factor"], 2.0);
+        assert_eq!(spec.values["denoise"], 0.35, "the workflow's own default");
+        assert_eq!(spec.values["prompt"], "a cat");
+        let animate = k
+            .derive(&source, &follow(Derivation::Animate), &none)
+            .unwrap();
         assert_eq!(animate.values["prompt"], "a cat");
 
         std::fs::remove_file(&source.outputs[0].path).unwrap();
-        let gone = k.derive(&source, &Derivation::Vary).unwrap_err();
+        let gone = k
+            .derive(&source, &follow(Derivation::Vary(Strength::Subtle)), &none)
+            .unwrap_err();
         assert!(gone.0.contains("no longer on the server"), "{gone}");
+        let no_images = JobRecord {
+            outputs: Vec::new(),
+            ..source.clone()
+        };
         assert_eq!(
-            k.offers(&JobRecord {
-                outputs: Vec::new(),
-                ..source.clone()
-            }),
+            k.offers(&no_images),
             Offers {
                 edit: true,
                 ..Offers::default()
@@ -503,6 +637,113 @@ mod tests {
             ..source
         };
         assert_eq!(k.offers(&unknown), Offers::default());
-        assert!(k.derive(&unknown, &Derivation::Reroll).is_err());
+        assert!(k
+            .derive(&unknown, &follow(Derivation::Reroll), &none)
+            .is_err());
+    }
+
+    /// A finished job with `n` real `w`×`h` PNGs.
+    fn batch(dir: &Path, n: usize, w: u32, h: u32) -> JobRecord {
+        let mut record = finished(dir);
+        record.outputs = (0..n)
+            .map(|i| {
+                let path = dir.join(format!("b{i}.png"));
+                image::RgbImage::from_pixel(w, h, image::Rgb([i as u8 * 60, 0, 0]))
+                    .save(&path)
+                    .unwrap();
+                SavedOutput {
+                    kind: OutputKind::Image,
+                    path,
+                    bytes: 1,
+                    sidecar: None,
+                }
+            })
+            .collect();
+        record
+    }
+
+    #[test]
+    fn reframes_send_the_padding_the_outpaint_workflow_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = batch(dir.path(), 1, 64, 48);
+        let k = kinds();
+        let pads = |r: Reframe| {
+            let req = k
+                .derive(&source, &follow(Derivation::Reframe(r)), &none)
+                .unwrap();
+            assert_eq!(req.workflow, "outpaint");
+            let spec = k.prepare(req, &mut rand::thread_rng()).unwrap();
+            assert_eq!(spec.values["prompt"], "a cat");
+            PAD_PARAMS.map(|p| spec.values[p].as_u64().unwrap())
+        };
+        use crate::kinds::Direction::*;
+        assert_eq!(pads(Reframe::ZoomOut2), [32, 24, 32, 24]);
+        assert_eq!(pads(Reframe::ZoomOut15), [16, 8, 16, 16]);
+        assert_eq!(pads(Reframe::Square), [0, 8, 0, 8]);
+        assert_eq!(pads(Reframe::Pan(Left)), [32, 0, 0, 0]);
+        assert_eq!(pads(Reframe::Pan(Right)), [0, 0, 32, 0]);
+        assert_eq!(pads(Reframe::Pan(Up)), [0, 24, 0, 0]);
+        assert_eq!(pads(Reframe::Pan(Down)), [0, 0, 0, 24]);
+        let square = batch(dir.path(), 1, 64, 64);
+        assert!(
+            !k.offers(&square).square,
+            "a square image offers no Make Square"
+        );
+        let e = k
+            .derive(
+                &square,
+                &follow(Derivation::Reframe(Reframe::Square)),
+                &none,
+            )
+            .unwrap_err();
+        assert!(e.0.contains("already square"), "{e}");
+    }
+
+    #[test]
+    fn a_follow_up_acts_on_the_image_it_names_and_inherits_the_prompt() {
+        let dir = tempfile::tempdir().unwrap();
+        let grid = batch(dir.path(), 4, 64, 48);
+        let k = kinds();
+        assert_eq!(k.offers(&grid).images, 4);
+        let third = FollowUp {
+            image: 2,
+            ..follow(Derivation::Vary(Strength::Strong))
+        };
+        let req = k.derive(&grid, &third, &none).unwrap();
+        assert_eq!(req.inputs[0].path, grid.outputs[2].path);
+        let fifth = FollowUp {
+            image: 4,
+            ..third.clone()
+        };
+        let e = k.derive(&grid, &fifth, &none).unwrap_err();
+        assert!(e.0.contains("no image 5"), "{e}");
+
+        // An upscale of the grid's image has no prompt; a variation of it draws the grid's.
+        let mut upscaled = batch(dir.path(), 1, 128, 96);
+        upscaled.spec = JobSpec {
+            workflow: "upscale".into(),
+            values: Map::new(),
+            inputs: Vec::new(),
+            parent: Some(grid.id.clone()),
+        };
+        let lookup = |id: &JobId| (id == &grid.id).then(|| grid.clone());
+        let vary = follow(Derivation::Vary(Strength::Subtle));
+        let req = k.derive(&upscaled, &vary, &lookup).unwrap();
+        assert_eq!(req.values["prompt"], "a cat");
+        let remix = FollowUp {
+            prompt: Some("a fox".into()),
+            ..vary
+        };
+        assert_eq!(
+            k.derive(&upscaled, &remix, &lookup).unwrap().values["prompt"],
+            "a fox"
+        );
+        let reroll = FollowUp {
+            prompt: Some("a fox".into()),
+            ..follow(Derivation::Reroll)
+        };
+        let req = k.derive(&grid, &reroll, &none).unwrap();
+        assert_eq!(req.values["prompt"], "a fox");
+        assert!(!req.values.contains_key("seed"));
     }
 }

@@ -5,6 +5,7 @@
 //! front-end never names a backend kind.
 
 pub mod catalog;
+pub mod reframe;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use validation::{MediaFormat, Refusal};
 use crate::job::{JobId, JobRecord, JobSpec};
 
 pub use catalog::{choose_workflow, kind_name, CatalogFamily};
+pub use reframe::{Direction, Padding, Reframe};
 
 /// An input file already on disk and checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,28 +61,86 @@ pub enum PrepareError {
 
 /// A follow-up on a finished (or failed) job, in neutral terms: buttons and the CLI say
 /// which one they mean, the job's family says what it runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Derivation {
     /// The same job with a new seed.
     Reroll,
     /// The same job again, seed and all (after a failure).
     Retry,
-    /// The same job with another prompt.
-    Edit {
-        prompt: String,
-    },
+    /// The same job, seed and all, with another prompt ([`FollowUp::prompt`]).
+    Edit,
+    /// A model upscale of one image.
     Upscale,
-    Vary,
+    /// Upscale, then re-diffuse at low denoise: new detail, same picture.
+    UpscaleCreative,
+    Vary(Strength),
+    /// The image extended by outpainting.
+    Reframe(Reframe),
     Animate,
+}
+
+/// How far a variation departs from its source (the denoise comes from the workflow's
+/// manifest, `vary.subtle` / `vary.strong`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strength {
+    Subtle,
+    Strong,
+}
+
+/// One follow-up: what, on which image of the source (0-based; a batch has several), and
+/// the prompt to use instead of the source's (the Edit form, remix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUp {
+    pub how: Derivation,
+    pub image: usize,
+    pub prompt: Option<String>,
+}
+
+impl FollowUp {
+    /// `how` on the first image, with the source's prompt.
+    pub fn new(how: Derivation) -> FollowUp {
+        FollowUp {
+            how,
+            image: 0,
+            prompt: None,
+        }
+    }
 }
 
 /// Which follow-ups a result offers (Reroll, Info and Delete always apply).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Offers {
+    /// Images in the result: 2–4 make a grid with a pick and a variation per image.
+    pub images: usize,
     pub upscale: bool,
+    pub upscale_creative: bool,
     pub vary: bool,
     pub edit: bool,
     pub animate: bool,
+    /// Zoom Out and Pan.
+    pub reframe: bool,
+    /// Make Square (a reframe of an image that is not square).
+    pub square: bool,
+}
+
+/// Finds a job in the journal (the source's ancestors, for a prompt a follow-up inherits).
+pub type Lookup<'a> = &'a dyn Fn(&JobId) -> Option<JobRecord>;
+
+/// Parents followed at most when looking for an inherited prompt.
+const MAX_LINEAGE: usize = 32;
+
+/// The prompt a follow-up on `source` inherits: its own, else the nearest ancestor's (an
+/// upscale has none of its own, but a variation of it should keep drawing the same thing).
+pub fn lineage_prompt(source: &JobRecord, lookup: Lookup<'_>) -> Option<String> {
+    let mut record = std::borrow::Cow::Borrowed(source);
+    for _ in 0..MAX_LINEAGE {
+        if let Some(p) = record.spec.prompt() {
+            return Some(p.to_string());
+        }
+        let parent = record.spec.parent.clone()?;
+        record = std::borrow::Cow::Owned(lookup(&parent)?);
+    }
+    None
 }
 
 /// Why a follow-up cannot start; the message is for the person who asked.
@@ -112,8 +172,13 @@ pub trait JobFamily: Send + Sync + std::fmt::Debug {
     ) -> Result<JobSpec, PrepareError>;
     /// The follow-ups `record`'s result offers.
     fn offers(&self, record: &JobRecord) -> Offers;
-    /// The request a follow-up on `source` runs.
-    fn derive(&self, source: &JobRecord, how: &Derivation) -> Result<JobRequest, DeriveError>;
+    /// The request a follow-up on `source` runs; `lookup` finds its ancestors.
+    fn derive(
+        &self,
+        source: &JobRecord,
+        follow: &FollowUp,
+        lookup: Lookup<'_>,
+    ) -> Result<JobRequest, DeriveError>;
 }
 
 /// Every job family the engine runs, routed by workflow name.
@@ -174,14 +239,19 @@ impl Kinds {
             .unwrap_or_default()
     }
 
-    pub fn derive(&self, source: &JobRecord, how: &Derivation) -> Result<JobRequest, DeriveError> {
+    pub fn derive(
+        &self,
+        source: &JobRecord,
+        follow: &FollowUp,
+        lookup: Lookup<'_>,
+    ) -> Result<JobRequest, DeriveError> {
         let family = self.family(&source.spec.workflow).ok_or_else(|| {
             DeriveError(format!(
                 "Workflow {} is no longer loaded.",
                 source.spec.workflow
             ))
         })?;
-        family.derive(source, how)
+        family.derive(source, follow, lookup)
     }
 }
 

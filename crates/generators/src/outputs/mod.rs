@@ -4,6 +4,7 @@
 //! ([`fit_image`], [`fit_file_for_upload`]) and deleting old ones ([`apply_retention`]).
 
 mod fit;
+mod grid;
 mod naming;
 mod retention;
 mod save;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 pub use fit::{
     fit_file_for_upload, fit_image, FitError, Fitted, FittedFormat, Upload, MAX_ALLOC, MAX_SIDE,
 };
+pub use grid::{compose_grid, GridError, GRID_IMAGES};
 pub use naming::{output_stem, unique_path, utc_timestamp};
 pub use retention::{apply_retention, RetentionReport};
 pub use save::{kind_of, save_output, OutputError};

@@ -3,6 +3,7 @@
 mod admin;
 mod generate;
 mod info;
+mod results;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +40,8 @@ pub fn all() -> Vec<poise::Command<Arc<Data>, Error>> {
         info::workflows(),
         info::loras(),
         info::help(),
+        results::show(),
+        results::remix(),
         admin::admin(),
         generate::cosmos(),
     ]
