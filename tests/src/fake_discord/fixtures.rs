@@ -348,6 +348,8 @@ pub enum MessageOrigin {
     Followup,
     /// Made up by the fake as the message a component interaction sits on.
     Synthetic,
+    /// Posted by a member (not the bot), e.g. an image someone shared.
+    Member(u64),
 }
 
 /// A message as the fake stores it. `payload` is the message's current JSON fields as the bot
@@ -412,14 +414,18 @@ impl StoredMessage {
             .cloned()
             .unwrap_or_else(|| json!([]));
         let kind = match self.origin {
-            MessageOrigin::Channel | MessageOrigin::Synthetic => 0,
+            MessageOrigin::Channel | MessageOrigin::Synthetic | MessageOrigin::Member(_) => 0,
             MessageOrigin::Original => 20,
             MessageOrigin::Followup => 20,
+        };
+        let author = match self.origin {
+            MessageOrigin::Member(id) => id,
+            _ => BOT_USER_ID,
         };
         let mut m = json!({
             "id": self.id.to_string(),
             "channel_id": self.channel_id.to_string(),
-            "author": user(BOT_USER_ID),
+            "author": user(author),
             "content": self.content(),
             "timestamp": self.timestamp,
             "edited_timestamp": self.edited_timestamp,
@@ -481,6 +487,9 @@ pub enum SpecKind {
         custom_id: String,
         fields: Vec<(String, String)>,
     },
+    /// A message command (type 2, command type 3: right-click a message → Apps → `name`) on
+    /// the stored message `target`.
+    MessageCommand { name: String, target: u64 },
 }
 
 /// An attachment option of a slash command (`resolved.attachments`).
@@ -544,6 +553,14 @@ impl InteractionSpec {
             component_type: 2,
             values: Vec::new(),
             message_id,
+        })
+    }
+
+    /// The message command `name` on message `target`.
+    pub fn message_command(name: &str, target: u64) -> Self {
+        Self::base(SpecKind::MessageCommand {
+            name: name.into(),
+            target,
         })
     }
 
@@ -721,6 +738,24 @@ pub fn interaction(
             }
             (3, data)
         }
+        SpecKind::MessageCommand { name, target } => {
+            // The target message comes resolved, as the `message` argument carries it.
+            let mut messages = Map::new();
+            if let Some(m) = &message {
+                messages.insert(target.to_string(), m.clone());
+            }
+            let mut data = json!({
+                "id": command_id.to_string(),
+                "name": name,
+                "type": 3,
+                "target_id": target.to_string(),
+                "resolved": {"messages": messages},
+            });
+            if !spec.dm {
+                data["guild_id"] = GUILD_ID.to_string().into();
+            }
+            (2, data)
+        }
         SpecKind::ModalSubmit { custom_id, fields } => {
             let rows: Vec<Value> = fields
                 .iter()
@@ -761,7 +796,9 @@ pub fn interaction(
         d["member"] = m;
     }
     if let Some(msg) = message {
-        d["message"] = msg;
+        if !matches!(spec.kind, SpecKind::MessageCommand { .. }) {
+            d["message"] = msg;
+        }
     }
     d
 }
@@ -881,6 +918,15 @@ mod tests {
     #[test]
     fn interactions_deserialize() {
         let msg = sample_messages()[3].to_json(BASE);
+        let mut posted = sample_messages()[3].clone();
+        posted.origin = MessageOrigin::Member(OTHER_USER_ID);
+        posted.files = vec![StoredFile {
+            id: 903,
+            filename: "mine.png".into(),
+            size: 10,
+            content_type: Some("image/png".into()),
+        }];
+        let member_msg = posted.to_json(BASE);
         let cases = vec![
             (
                 InteractionSpec::command("imagine")
@@ -919,8 +965,13 @@ mod tests {
             ),
             (
                 InteractionSpec::modal_submit("edit", &[("prompt", "a dog")]),
-                Some(msg),
+                Some(msg.clone()),
                 "modal-with-message",
+            ),
+            (
+                InteractionSpec::message_command("Upscale", 77),
+                Some(member_msg),
+                "message-command",
             ),
         ];
         for (spec, message, what) in cases {
@@ -950,6 +1001,15 @@ mod tests {
                     } else {
                         assert_eq!(c.member.as_ref().map(|m| m.user.id.get()), Some(USER_ID));
                     }
+                }
+                (SpecKind::MessageCommand { .. }, Interaction::Command(c)) => {
+                    use serenity::model::application::{CommandType, ResolvedTarget};
+                    assert_eq!(c.data.kind, CommandType::Message);
+                    let Some(ResolvedTarget::Message(m)) = c.data.target() else {
+                        panic!("{what}: no target message in {d:#}");
+                    };
+                    assert_eq!(m.author.id.get(), OTHER_USER_ID);
+                    assert_eq!(m.attachments[0].filename, "mine.png");
                 }
                 (SpecKind::Autocomplete { .. }, Interaction::Autocomplete(a)) => {
                     assert_eq!(a.data.autocomplete().map(|o| o.value), Some("sd"));

@@ -37,9 +37,9 @@ mod waits;
 
 pub use faults::{FailWhich, Faults};
 pub use fixtures::{
-    InteractionSpec, MessageOrigin, SpecKind, StoredFile, StoredMessage, APPLICATION_ID,
-    ARTIST_ROLE_ID, BOT_USER_ID, EVERYONE_ROLE_ID, GENERAL_CHANNEL_ID, GUILD_ID, NSFW_CHANNEL_ID,
-    OTHER_USER_ID, USER_ID,
+    InteractionSpec, MessageOrigin, SpecAttachment, SpecKind, StoredFile, StoredMessage,
+    APPLICATION_ID, ARTIST_ROLE_ID, BOT_USER_ID, EVERYONE_ROLE_ID, GENERAL_CHANNEL_ID, GUILD_ID,
+    NSFW_CHANNEL_ID, OTHER_USER_ID, USER_ID,
 };
 
 use indexmap::IndexMap;
@@ -536,6 +536,10 @@ impl FakeDiscord {
                     .get(&mid)
                     .map(|m| m.to_json(&self.shared.rest_url))
             }
+            SpecKind::MessageCommand { target, .. } => g
+                .messages
+                .get(target)
+                .map(|m| m.to_json(&self.shared.rest_url)),
             _ => None,
         };
         let mut payload = fixtures::interaction(
@@ -576,6 +580,57 @@ impl FakeDiscord {
         drop(g);
         self.shared.bump();
         Ok(SentInteraction { id, token, payload })
+    }
+
+    /// A message `user` posts in `channel` with `files` attached (served at their attachment
+    /// URLs like interaction attachments); the id, for a message command on it.
+    pub fn post_member_message(
+        &self,
+        channel: u64,
+        user: u64,
+        content: &str,
+        files: &[SpecAttachment],
+    ) -> u64 {
+        let mut g = self.shared.lock();
+        let id = g.next_id();
+        let mut stored = Vec::new();
+        for f in files {
+            let aid = g.next_id();
+            g.blobs.insert(
+                aid,
+                Blob {
+                    filename: f.filename.clone(),
+                    content_type: Some(f.content_type.clone()),
+                    data: f.bytes.clone(),
+                    size: f.size,
+                },
+            );
+            stored.push(StoredFile {
+                id: aid,
+                filename: f.filename.clone(),
+                size: f.size,
+                content_type: Some(f.content_type.clone()),
+            });
+        }
+        let mut payload = serde_json::Map::new();
+        payload.insert("content".into(), content.into());
+        g.messages.insert(
+            id,
+            StoredMessage {
+                id,
+                channel_id: channel,
+                origin: MessageOrigin::Member(user),
+                interaction_id: None,
+                payload,
+                files: stored,
+                timestamp: fixtures::now_timestamp(),
+                edited_timestamp: None,
+                edits: 0,
+                deleted: false,
+                loading: false,
+            },
+        );
+        id
     }
 
     /// Sends any dispatch event (`op 0`, next sequence number) on the newest identified

@@ -515,7 +515,7 @@ fn message_json(g: &super::Inner, id: u64, base_url: &str) -> Response {
 
 fn callback_allowed(kind: &SpecKind, ty: u64) -> bool {
     match kind {
-        SpecKind::Command { .. } => matches!(ty, 4 | 5 | 9),
+        SpecKind::Command { .. } | SpecKind::MessageCommand { .. } => matches!(ty, 4 | 5 | 9),
         SpecKind::Autocomplete { .. } => ty == 8,
         SpecKind::Component { .. } => matches!(ty, 4..=7 | 9),
         SpecKind::ModalSubmit { .. } => matches!(ty, 4..=7),

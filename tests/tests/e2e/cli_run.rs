@@ -195,7 +195,7 @@ async fn bad_input_is_refused_before_any_request() {
     ));
     assert!(
         err.to_string()
-            .contains("available: animate, edit, img2img, scale_image, txt2img"),
+            .contains("available: animate, edit, img2img, outpaint, scale_image, txt2img"),
         "{err}"
     );
     assert!(
@@ -321,4 +321,65 @@ async fn animate_turns_an_image_into_an_animated_webp() {
         .any(|r| r.path.ends_with("/upload/image")));
     let last = rec.0.lock().unwrap().last().cloned().unwrap();
     assert_eq!((last.phase, last.percent), (Phase::Done, 100.0));
+}
+
+#[tokio::test]
+async fn outpaint_and_creative_upscale_grow_an_image() {
+    let fake = FakeComfy::start().await;
+    let out = temp("outpaint");
+    let input = out.join("in.png");
+    std::fs::write(&input, tiny_png(64, 48)).unwrap();
+    let common = |workflow: &str| {
+        let mut a = args(workflow, &out);
+        a.prompt = Some("a lighthouse".into());
+        a.images = vec![input.clone()];
+        a.params = vec![
+            ("checkpoint".into(), "tiny_sd15_random.safetensors".into()),
+            ("steps".into(), "2".into()),
+        ];
+        a
+    };
+    let mut pad = common("outpaint");
+    pad.params.extend([
+        ("pad_left".into(), "16".into()),
+        ("pad_bottom".into(), "24".into()),
+    ]);
+    let result = within(run_workflow(
+        &config(&fake.url()),
+        pad,
+        Recorder::default(),
+        std::future::pending(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(image::image_dimensions(&result.files[0]).unwrap(), (80, 72));
+    let odd = {
+        let mut a = common("outpaint");
+        a.params.push(("pad_left".into(), "13".into()));
+        a
+    };
+    let err = within(run_workflow(
+        &config(&fake.url()),
+        odd,
+        Recorder::default(),
+        std::future::pending(),
+    ))
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("pad_left"), "{err}");
+    let mut up = common("upscale_creative");
+    up.params.push(("factor".into(), "2".into()));
+    let result = within(run_workflow(
+        &config(&fake.url()),
+        up,
+        Recorder::default(),
+        std::future::pending(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(result.values["denoise"], serde_json::json!(0.35));
+    assert_eq!(
+        image::image_dimensions(&result.files[0]).unwrap(),
+        (128, 96)
+    );
 }

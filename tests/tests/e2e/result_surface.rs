@@ -11,7 +11,8 @@ use tests::bot_harness::{
     button_ids, generate, has_result, real_comfy, BotUnderTest, HarnessOptions,
 };
 use tests::fake_discord::{
-    InteractionSpec, RecordedRequest, StoredMessage, OTHER_USER_ID, USER_ID,
+    InteractionSpec, RecordedRequest, SpecAttachment, StoredMessage, GENERAL_CHANNEL_ID,
+    OTHER_USER_ID, USER_ID,
 };
 
 /// Generous: a real CPU ComfyUI runs these one after another.
@@ -384,5 +385,104 @@ async fn a_chain_of_five_follow_ups_survives_a_restart_and_show_reposts_a_job() 
         .unwrap_or_default()
         .to_string();
     assert!(text.contains("no job `0000000000000000`"), "{text}");
+    bot.shutdown().await;
+}
+
+/// A 64×64 PNG with some structure, as a member would post.
+fn members_png() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(64, 64, |x, y| {
+        image::Rgb([(x * 4) as u8, (y * 4) as u8, 90])
+    });
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_commands_upscale_and_vary_any_members_image() {
+    let bot = BotUnderTest::start(HarnessOptions::default()).await;
+    let registered = bot.discord.commands(Some(tests::fake_discord::GUILD_ID));
+    for name in ["Upscale", "Vary"] {
+        assert!(
+            registered
+                .iter()
+                .any(|c| c["name"] == name && c["type"] == 3),
+            "{name} is registered as a message command"
+        );
+    }
+    let png = members_png();
+    let posted = bot.discord.post_member_message(
+        GENERAL_CHANNEL_ID,
+        OTHER_USER_ID,
+        "a painted boat",
+        &[SpecAttachment {
+            option: String::new(),
+            filename: "boat.png".into(),
+            size: png.len(),
+            content_type: "image/png".into(),
+            bytes: Some(png.clone().into()),
+        }],
+    );
+
+    let up = bot
+        .discord
+        .send_interaction(InteractionSpec::message_command("Upscale", posted).by_user(USER_ID))
+        .unwrap();
+    assert_eq!(callback(&bot, up.id).await.callback_type(), Some(5));
+    let upscaled = result_of(&bot, up.id).await;
+    let record = job_of(&bot, &upscaled);
+    assert_eq!(record.spec.workflow, "upscale");
+    assert_eq!(size_of(&record.outputs[0].path), (128, 128));
+
+    let vary = bot
+        .discord
+        .send_interaction(InteractionSpec::message_command("Vary", posted).by_user(USER_ID))
+        .unwrap();
+    let cb = callback(&bot, vary.id).await;
+    assert_eq!(cb.callback_type(), Some(9), "a form for the prompt");
+    let form = &cb.json.as_ref().unwrap()["data"];
+    let field = &form["components"][0]["components"][0];
+    assert_eq!(
+        field["value"], "a painted boat",
+        "prefilled with the message's text"
+    );
+    let submit = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::modal_submit(
+                form["custom_id"].as_str().unwrap(),
+                &[(field["custom_id"].as_str().unwrap(), "a painted ship")],
+            )
+            .by_user(USER_ID),
+        )
+        .unwrap();
+    let varied = result_of(&bot, submit.id).await;
+    assert!(
+        varied.content().contains("a painted ship"),
+        "{}",
+        varied.content()
+    );
+    let record = job_of(&bot, &varied);
+    assert_eq!(record.spec.workflow, "img2img");
+    assert_eq!(record.spec.values["denoise"], 0.7);
+    assert_eq!(std::fs::read(&record.spec.inputs[0].path).unwrap(), png);
+
+    // A message without an image: a clear, private refusal.
+    let text_only =
+        bot.discord
+            .post_member_message(GENERAL_CHANNEL_ID, OTHER_USER_ID, "just words", &[]);
+    let none = bot
+        .discord
+        .send_interaction(InteractionSpec::message_command("Vary", text_only).by_user(USER_ID))
+        .unwrap();
+    let cb = callback(&bot, none.id).await;
+    assert_eq!(cb.callback_type(), Some(4));
+    let data = &cb.json.as_ref().unwrap()["data"];
+    assert_eq!(data["flags"].as_u64().unwrap_or(0) & 64, 64);
+    assert!(
+        data["content"].as_str().unwrap().contains("no image"),
+        "{data}"
+    );
     bot.shutdown().await;
 }

@@ -39,10 +39,12 @@ pub enum Action {
     EditSubmit,
     /// A failed job again, exactly as it was (same values and seed).
     Retry,
+    /// The submit of the "Vary" message command's form; the "job" is the message's id.
+    VaryMessage,
 }
 
 impl Action {
-    const ALL: [Action; 20] = [
+    const ALL: [Action; 21] = [
         Action::Pick,
         Action::Upscale,
         Action::UpscaleCreative,
@@ -63,6 +65,7 @@ impl Action {
         Action::Cancel,
         Action::EditSubmit,
         Action::Retry,
+        Action::VaryMessage,
     ];
 
     fn code(self) -> &'static str {
@@ -88,6 +91,7 @@ impl Action {
             Action::Cancel => "cancel",
             Action::EditSubmit => "editm",
             Action::Retry => "retry",
+            Action::VaryMessage => "mv",
         }
     }
 
@@ -106,9 +110,12 @@ impl Action {
             Action::Animate => Derivation::Animate,
             Action::Retry => Derivation::Retry,
             Action::EditSubmit => Derivation::Edit,
-            Action::Pick | Action::Edit | Action::Info | Action::Delete | Action::Cancel => {
-                return None
-            }
+            Action::Pick
+            | Action::VaryMessage
+            | Action::Edit
+            | Action::Info
+            | Action::Delete
+            | Action::Cancel => return None,
         })
     }
 

@@ -21,8 +21,8 @@ use super::reply::{caller_of, capitalise, ephemeral, internal, Responder};
 use super::result_view::result_message;
 use super::{Data, Error};
 
-/// The modal's text input id.
-const PROMPT_INPUT: &str = "prompt";
+/// The text input id of every prompt form.
+pub const PROMPT_INPUT: &str = "prompt";
 /// Form titles (Discord allows 45 characters).
 const EDIT_TITLE: &str = "Edit the prompt";
 const REMIX_TITLE: &str = "Remix: change the prompt";
@@ -297,14 +297,6 @@ async fn on_modal(data: &Arc<Data>, http: &Arc<Http>, m: &ModalInteraction) -> R
     let caller = caller_of(&m.user, m.member.as_ref(), m.guild_id, m.channel_id);
     let resp = Responder::new(&m.token, at, caller, m.attachment_size_limit);
     let press = Press::parse(&m.data.custom_id);
-    let how = press
-        .as_ref()
-        .filter(|p| p.form || p.action == Action::EditSubmit)
-        .and_then(|p| p.action.derivation());
-    let (Some(press), Some(how)) = (press, how) else {
-        resp.fail(http, "This form is no longer supported.").await;
-        return Ok(());
-    };
     let prompt = m
         .data
         .components
@@ -315,6 +307,18 @@ async fn on_modal(data: &Arc<Data>, http: &Arc<Http>, m: &ModalInteraction) -> R
             _ => None,
         })
         .unwrap_or_default();
+    if let Some(p) = press.as_ref().filter(|p| p.action == Action::VaryMessage) {
+        vary_message(data, http, &resp, m.channel_id, &p.job, prompt).await;
+        return Ok(());
+    }
+    let how = press
+        .as_ref()
+        .filter(|p| p.form || p.action == Action::EditSubmit)
+        .and_then(|p| p.action.derivation());
+    let (Some(press), Some(how)) = (press, how) else {
+        resp.fail(http, "This form is no longer supported.").await;
+        return Ok(());
+    };
     let follow = FollowUp {
         how,
         image: press.image,
@@ -344,4 +348,57 @@ async fn derive(data: &Arc<Data>, http: &Http, resp: &Responder, source: &JobId,
         Err(e) => return resp.fail(http, &e.to_string()).await,
     };
     launch::start_job(data, http, resp, JobId::new(), req).await;
+}
+
+/// The "Vary" message command's form was sent: vary the image of message `message` (any
+/// member's) in `channel` with `prompt`.
+async fn vary_message(
+    data: &Arc<Data>,
+    http: &Http,
+    resp: &Responder,
+    channel: serenity::ChannelId,
+    message: &JobId,
+    prompt: String,
+) {
+    if !launch::admit(data, http, resp).await {
+        return;
+    }
+    let Ok(message_id) = message.as_str().parse::<u64>() else {
+        return resp.fail(http, "This form is no longer supported.").await;
+    };
+    let msg = match http
+        .get_message(channel, serenity::MessageId::new(message_id.max(1)))
+        .await
+    {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::info!(error = %e, "the message to vary is gone");
+            return resp
+                .fail(
+                    http,
+                    "That message is gone or out of reach; nothing to vary.",
+                )
+                .await;
+        }
+    };
+    let Some(image) = super::commands::results::first_image(&msg) else {
+        return resp.fail(http, "That message has no image attached.").await;
+    };
+    let id = JobId::new();
+    let incoming = [super::inputs::Incoming::from(image)];
+    let input = match super::inputs::fetch_inputs(data, &id, &incoming, false).await {
+        Ok(mut i) if !i.is_empty() => i.remove(0),
+        Ok(_) => return resp.fail(http, "That message has no image attached.").await,
+        Err(e) => return resp.fail(http, &e).await,
+    };
+    let req = match generators::kinds::vary_image(
+        &data.catalog(),
+        input,
+        prompt,
+        generators::Strength::Strong,
+    ) {
+        Ok(r) => r,
+        Err(e) => return resp.fail(http, &e.to_string()).await,
+    };
+    launch::start_job(data, http, resp, id, req).await;
 }

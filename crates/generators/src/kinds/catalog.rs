@@ -153,6 +153,36 @@ fn nth_image(record: &JobRecord, index: usize) -> Option<&crate::job::SavedOutpu
 /// The pad parameters of an outpaint workflow, in the order of [`super::Padding`]'s fields.
 const PAD_PARAMS: [&str; 4] = ["pad_left", "pad_top", "pad_right", "pad_bottom"];
 
+/// A variation of an image from outside the journal (the "Vary" message command on any
+/// image): the img2img workflow, `prompt`, and that workflow's `strength`.
+pub fn vary_image(
+    catalog: &Catalog,
+    input: LocalInput,
+    prompt: String,
+    strength: Strength,
+) -> Result<JobRequest, DeriveError> {
+    let def = pick_workflow(catalog, WorkflowKind::Img2img, &["image"])
+        .and_then(|n| catalog.get(&n))
+        .ok_or_else(|| DeriveError::new("No img2img workflow is loaded."))?;
+    let mut values = Map::new();
+    if def.manifest.params.contains_key("prompt") {
+        values.insert("prompt".into(), Value::String(prompt));
+    }
+    if def.manifest.params.contains_key("denoise") {
+        let denoise = match strength {
+            Strength::Subtle => def.manifest.vary.subtle,
+            Strength::Strong => def.manifest.vary.strong,
+        };
+        values.insert("denoise".into(), denoise.into());
+    }
+    Ok(JobRequest {
+        workflow: def.name.clone(),
+        values,
+        inputs: vec![input],
+        ..JobRequest::default()
+    })
+}
+
 /// The workflows of the `workflows/` folder.
 #[derive(Debug, Clone)]
 pub struct CatalogFamily {
@@ -660,6 +690,23 @@ mod tests {
             })
             .collect();
         record
+    }
+
+    #[test]
+    fn any_image_can_be_varied() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("theirs.png");
+        image::RgbImage::new(64, 64).save(&png).unwrap();
+        let input = LocalInput {
+            path: png,
+            format: MediaFormat::Png,
+        };
+        let req = vary_image(&catalog(), input, "a boat".into(), Strength::Strong).unwrap();
+        assert_eq!(req.workflow, "img2img");
+        assert_eq!(req.values["denoise"], 0.7);
+        let spec = kinds().prepare(req, &mut rand::thread_rng()).unwrap();
+        assert_eq!(spec.prompt(), Some("a boat"));
+        assert_eq!(spec.inputs.len(), 1);
     }
 
     #[test]

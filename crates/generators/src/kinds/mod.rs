@@ -15,7 +15,7 @@ use validation::{MediaFormat, Refusal};
 
 use crate::job::{JobId, JobRecord, JobSpec};
 
-pub use catalog::{choose_workflow, kind_name, CatalogFamily};
+pub use catalog::{choose_workflow, kind_name, vary_image, CatalogFamily};
 pub use reframe::{Direction, Padding, Reframe};
 
 /// An input file already on disk and checked.

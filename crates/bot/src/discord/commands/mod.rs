@@ -3,7 +3,7 @@
 mod admin;
 mod generate;
 mod info;
-mod results;
+pub mod results;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,6 +42,8 @@ pub fn all() -> Vec<poise::Command<Arc<Data>, Error>> {
         info::help(),
         results::show(),
         results::remix(),
+        results::upscale_message(),
+        results::vary_message(),
         admin::admin(),
         generate::cosmos(),
     ]

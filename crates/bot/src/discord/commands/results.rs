@@ -1,5 +1,6 @@
-//! Commands about results: `/show` (a job's result again, with its buttons) and `/remix`
-//! (follow-ups open the prompt form first).
+//! Commands about results: `/show` (a job's result again, with its buttons), `/remix`
+//! (follow-ups open the prompt form first), and the message commands Upscale and Vary
+//! (right-click any image message → Apps).
 
 use std::time::Instant;
 
@@ -7,9 +8,18 @@ use generators::{JobId, JobRecord, JobState};
 use poise::serenity_prelude as serenity;
 use serenity::CreateAutocompleteResponse;
 
-use super::{caller, choices, say_ephemeral, Ctx};
+use core_comfyui::WorkflowKind;
+use serde_json::Map;
+use serenity::{
+    CreateActionRow, CreateInputText, CreateInteractionResponse, CreateModal, InputTextStyle,
+};
+
+use super::{caller, choices, launch_from_command, say_ephemeral, Ctx};
 use crate::discord::access::Caller;
+use crate::discord::buttons::{Action, Press};
+use crate::discord::components::PROMPT_INPUT;
 use crate::discord::components::{remix_on, set_remix};
+use crate::discord::reply::ephemeral;
 use crate::discord::reply::{internal, Responder};
 use crate::discord::result_view::result_message;
 use crate::discord::{access, render, Error};
@@ -122,6 +132,76 @@ pub async fn remix(
         Err(e) => e,
     };
     say_ephemeral(ctx, text).await
+}
+
+/// What the "Vary" form says (Discord allows 45 characters).
+const VARY_TITLE: &str = "Vary this image";
+/// The factor of the Upscale message command.
+const MESSAGE_UPSCALE_FACTOR: f64 = 2.0;
+
+/// The first image attached to a message.
+pub fn first_image(msg: &serenity::Message) -> Option<&serenity::Attachment> {
+    msg.attachments.iter().find(|a| {
+        let by_type = a
+            .content_type
+            .as_deref()
+            .is_some_and(|t| t.starts_with("image/"));
+        let name = a.filename.to_ascii_lowercase();
+        by_type
+            || [".png", ".jpg", ".jpeg", ".webp"]
+                .iter()
+                .any(|e| name.ends_with(e))
+    })
+}
+
+const NO_IMAGE: &str = "That message has no image attached.";
+
+/// Upscale the image of any message (right-click → Apps → Upscale).
+#[poise::command(context_menu_command = "Upscale")]
+pub async fn upscale_message(ctx: Ctx<'_>, message: serenity::Message) -> Result<(), Error> {
+    let Some(image) = first_image(&message) else {
+        return say_ephemeral(ctx, NO_IMAGE.into()).await;
+    };
+    let mut values = Map::new();
+    values.insert("factor".into(), MESSAGE_UPSCALE_FACTOR.into());
+    launch_from_command(ctx, WorkflowKind::Upscale, None, values, None, vec![image]).await
+}
+
+/// Vary the image of any message (right-click → Apps → Vary): a form asks for the prompt,
+/// prefilled with the message's text.
+#[poise::command(context_menu_command = "Vary")]
+pub async fn vary_message(ctx: Ctx<'_>, message: serenity::Message) -> Result<(), Error> {
+    let http = ctx.serenity_context().http.as_ref();
+    // The form is the first response, so the checks that can refuse at once come before it.
+    let refused = access::may_generate(&ctx.data().config().discord, &caller(&ctx))
+        .err()
+        .map(|why| crate::discord::reply::capitalise(&why))
+        .or_else(|| {
+            first_image(&message)
+                .is_none()
+                .then(|| NO_IMAGE.to_string())
+        });
+    if let Some(why) = refused {
+        ctx.interaction
+            .create_response(http, ephemeral(&why))
+            .await?;
+        return Ok(());
+    }
+    let press = Press::new(Action::VaryMessage, &JobId(message.id.get().to_string())).as_form();
+    let input = CreateInputText::new(InputTextStyle::Paragraph, "Prompt", PROMPT_INPUT)
+        .placeholder("What the new image should show")
+        .value(render::truncate_chars(
+            message.content.trim(),
+            render::MAX_MODAL_VALUE_CHARS,
+        ))
+        .max_length(render::MAX_MODAL_VALUE_CHARS as u16)
+        .required(true);
+    let modal = CreateModal::new(press.custom_id(), VARY_TITLE)
+        .components(vec![CreateActionRow::InputText(input)]);
+    ctx.interaction
+        .create_response(http, CreateInteractionResponse::Modal(modal))
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
