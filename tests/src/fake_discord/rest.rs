@@ -395,11 +395,57 @@ async fn get_guild_commands(State(s): St, Path((app, guild)): Path<(String, Stri
 
 // ---------- messages ----------
 
-/// Checks the message fields the fake enforces: content length.
+/// Discord's component limits: action rows per message, components per row, and the
+/// characters of a custom id and of a button label.
+const MAX_ROWS: usize = 5;
+const MAX_ROW_COMPONENTS: usize = 5;
+const MAX_CUSTOM_ID_CHARS: usize = 100;
+const MAX_LABEL_CHARS: usize = 80;
+
+/// Checks the message fields the fake enforces: content length, and components within
+/// Discord's limits with unique custom ids (Discord answers 50035 otherwise).
 fn validate_payload(p: &Value) -> Result<(), Response> {
     if let Some(c) = p.get("content").and_then(Value::as_str) {
         if c.chars().count() > 2000 {
             return Err(invalid_form("content: Must be 2000 or fewer in length."));
+        }
+    }
+    let Some(rows) = p.get("components").and_then(Value::as_array) else {
+        return Ok(());
+    };
+    if rows.len() > MAX_ROWS {
+        return Err(invalid_form("components: Must be 5 or fewer in length."));
+    }
+    let mut ids = std::collections::HashSet::new();
+    for (r, row) in rows.iter().enumerate() {
+        let items = row.get("components").and_then(Value::as_array);
+        let n = items.map_or(0, Vec::len);
+        if !(1..=MAX_ROW_COMPONENTS).contains(&n) {
+            return Err(invalid_form(&format!(
+                "components.{r}.components: Must be between 1 and 5 in length."
+            )));
+        }
+        for (i, c) in items.into_iter().flatten().enumerate() {
+            let at = format!("components.{r}.components.{i}");
+            if let Some(id) = c.get("custom_id").and_then(Value::as_str) {
+                if id.chars().count() > MAX_CUSTOM_ID_CHARS {
+                    return Err(invalid_form(&format!(
+                        "{at}.custom_id: Must be 100 or fewer in length."
+                    )));
+                }
+                if !ids.insert(id.to_string()) {
+                    return Err(invalid_form(&format!(
+                        "{at}.custom_id: Component custom id cannot be duplicated"
+                    )));
+                }
+            }
+            if let Some(label) = c.get("label").and_then(Value::as_str) {
+                if label.chars().count() > MAX_LABEL_CHARS {
+                    return Err(invalid_form(&format!(
+                        "{at}.label: Must be 80 or fewer in length."
+                    )));
+                }
+            }
         }
     }
     Ok(())

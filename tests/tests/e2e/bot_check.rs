@@ -41,10 +41,12 @@ async fn check_reports_missing_models_by_workflow() {
             "animate",
             "edit",
             "img2img",
+            "outpaint",
             "scale_image",
             "txt2img",
             "txt2img_lora",
-            "upscale"
+            "upscale",
+            "upscale_creative"
         ]
     );
     assert!(report.catalog_errors.is_empty());
@@ -58,9 +60,11 @@ async fn check_reports_missing_models_by_workflow() {
             "animate",
             "edit",
             "img2img",
+            "outpaint",
             "txt2img",
             "txt2img_lora",
-            "upscale"
+            "upscale",
+            "upscale_creative"
         ]
     );
     let text = report.render();

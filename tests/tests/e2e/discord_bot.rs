@@ -755,7 +755,7 @@ async fn information_and_admin_commands() {
     ask(
         &bot,
         sub("reload").by_user(USER_ID),
-        "Reloaded: 7 workflow(s)",
+        "Reloaded: 9 workflow(s)",
     )
     .await;
     // Clear removes waiting jobs and says how many.

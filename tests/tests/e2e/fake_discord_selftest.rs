@@ -270,6 +270,21 @@ async fn rest_basics_and_recording() {
         )
         .await;
     assert_eq!((st, body["code"].clone()), (400, json!(50035)));
+    // Components past Discord's limits are refused as Discord does.
+    let button = |id: &str| json!({"type": 2, "style": 2, "label": "x", "custom_id": id});
+    let row = |n: usize, tag: &str| json!({"type": 1, "components": (0..n).map(|i| button(&format!("{tag}{i}"))).collect::<Vec<_>>()});
+    let fits = json!({"content": "ok", "components": (0..5).map(|r| row(5, &format!("r{r}-"))).collect::<Vec<_>>()});
+    let six_rows =
+        json!({"components": (0..6).map(|r| row(1, &format!("r{r}-"))).collect::<Vec<_>>()});
+    let six_buttons = json!({"components": [row(6, "a")]});
+    let duplicate = json!({"components": [row(1, "same"), row(1, "same")]});
+    let long_id = json!({"components": [{"type": 1, "components": [button(&"i".repeat(101))]}]});
+    let (st, _) = rest.call(Method::POST, &route, Some(fits)).await;
+    assert_eq!(st, 200, "5 rows of 5 fit");
+    for bad in [six_rows, six_buttons, duplicate, long_id] {
+        let (st, body) = rest.call(Method::POST, &route, Some(bad.clone())).await;
+        assert_eq!((st, body["code"].clone()), (400, json!(50035)), "{bad}");
+    }
 
     let requests = d.requests();
     assert!(requests.iter().all(|r| r.status != 0));
