@@ -3,7 +3,7 @@
 # per target: executions, executions per second, crashes. Exits non-zero on any crash.
 #   scripts/fuzz.sh [SECS] [target…]
 #   RUNS=10000000 scripts/fuzz.sh 3600    # stop each target after 10 M executions (or SECS)
-# Targets: request, attachment (crates/validation/fuzz), manifest (crates/core-comfyui/fuzz).
+# Targets: request, attachment, inline (crates/validation/fuzz), manifest (crates/core-comfyui/fuzz).
 # cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP=1 lets the stable toolchain build them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ secs=${1:-10}
 shift || true
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then
-    targets=(request attachment manifest)
+    targets=(request attachment inline manifest)
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
@@ -20,7 +20,7 @@ export RUSTC_BOOTSTRAP=1
 status=0
 for t in "${targets[@]}"; do
     case $t in
-        request | attachment) dir=crates/validation/fuzz ;;
+        request | attachment | inline) dir=crates/validation/fuzz ;;
         manifest) dir=crates/core-comfyui/fuzz ;;
         *) echo "unknown target $t" >&2; exit 2 ;;
     esac

@@ -7,6 +7,7 @@
 
 pub mod attachment;
 pub mod bounds;
+pub mod inline;
 pub mod params;
 pub mod rate;
 pub mod refusal;
@@ -14,6 +15,7 @@ pub mod request;
 pub mod text;
 
 pub use attachment::{AttachmentRules, CheckedMedia, DeclaredAttachment, MediaFormat};
+pub use inline::{parse_prompt, Inline, MAX_JOBS_PER_PROMPT};
 pub use params::{ParamKind, ParamRule};
 pub use rate::{Limiter, LimitsConfig};
 pub use refusal::Refusal;

@@ -66,6 +66,16 @@ pub enum Refusal {
         choices: String,
         got: String,
     },
+    #[error("{flag} {problem}")]
+    InlineFlag { flag: String, problem: String },
+    #[error("unknown flag {flag}; {}", match .suggestion { Some(s) => format!("did you mean {s}?"), None => format!("flags: {}", .known) })]
+    UnknownFlag {
+        flag: String,
+        suggestion: Option<String>,
+        known: String,
+    },
+    #[error("that prompt asks for {asked} jobs; one prompt may start at most {max}")]
+    TooManyJobs { asked: usize, max: usize },
     #[error("unknown aspect ratio {got}; choose one of {presets}")]
     UnknownPreset { got: String, presets: String },
     #[error("choose either an aspect ratio or a width and height, not both")]

@@ -145,6 +145,21 @@ pub fn validate(rules: &IndexMap<String, ParamRule>, raw: &RawRequest) -> Result
     Ok(Checked(out))
 }
 
+/// The widest (and tallest) aspect ratio accepted, as `MAX_RATIO`:1.
+pub const MAX_RATIO: u32 = 4;
+
+/// `W:H` (a preset or any ratio of whole numbers up to 100, no wider or taller than
+/// [`MAX_RATIO`]:1).
+pub fn parse_ratio(text: &str) -> Option<(u32, u32)> {
+    let (w, h) = text.trim().split_once(':')?;
+    let (w, h) = (w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?);
+    let ok = (1..=100).contains(&w)
+        && (1..=100).contains(&h)
+        && w <= h * MAX_RATIO
+        && h <= w * MAX_RATIO;
+    ok.then_some((w, h))
+}
+
 /// A preset's size: the workflow's default pixel area in the preset's shape, rounded, and
 /// kept inside the width and height rules.
 pub fn preset_size(
@@ -152,17 +167,18 @@ pub fn preset_size(
     width: &ParamRule,
     height: &ParamRule,
 ) -> Result<(u32, u32), Refusal> {
-    let (_, rw, rh) = ASPECT_PRESETS
-        .iter()
-        .find(|(name, _, _)| *name == preset.trim())
-        .ok_or_else(|| Refusal::UnknownPreset {
-            got: preset.to_string(),
-            presets: ASPECT_PRESETS
+    let (rw, rh) = parse_ratio(preset).ok_or_else(|| Refusal::UnknownPreset {
+        got: preset.to_string(),
+        presets: format!(
+            "{}, or any W:H from 1:{MAX_RATIO} to {MAX_RATIO}:1",
+            ASPECT_PRESETS
                 .iter()
                 .map(|p| p.0)
                 .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+                .join(", ")
+        ),
+    })?;
+    let (rw, rh) = (&rw, &rh);
     let default_of = |r: &ParamRule| r.default.as_ref().and_then(Value::as_f64);
     let area = match (default_of(width), default_of(height)) {
         (Some(w), Some(h)) if w > 0.0 && h > 0.0 => w * h,
@@ -344,11 +360,24 @@ mod tests {
             (out["width"].as_u64(), out["height"].as_u64()),
             (Some(512), Some(512))
         );
+        // Any ratio of whole numbers works, within 4:1 either way.
         r.aspect = Some("5:4".into());
-        assert!(validate(&rules(), &r)
-            .unwrap_err()
-            .to_string()
-            .starts_with("unknown aspect ratio 5:4; choose one of 1:1, 4:3"));
+        let out = validate(&rules(), &r).unwrap();
+        assert_eq!(
+            (out["width"].as_u64(), out["height"].as_u64()),
+            (Some(576), Some(448))
+        );
+        for bad in ["5:1", "1:5", "wide", "0:1", "16:9:1"] {
+            r.aspect = Some(bad.into());
+            let e = validate(&rules(), &r).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "unknown aspect ratio {bad}; choose one of 1:1, 4:3"
+                )),
+                "{e}"
+            );
+            assert!(e.ends_with("or any W:H from 1:4 to 4:1"), "{e}");
+        }
         let mut both = req(json!({"prompt": "x", "width": 512}));
         both.aspect = Some("1:1".into());
         assert_eq!(validate(&rules(), &both), Err(Refusal::AspectAndSize));

@@ -17,4 +17,24 @@ impl FakeDiscord {
         })
         .await
     }
+
+    /// The stored messages for which `pred` holds, once there are `count` of them (now or
+    /// later), or `None` after `timeout`. For several messages one interaction makes.
+    pub async fn wait_for_messages(
+        &self,
+        count: usize,
+        pred: impl Fn(&StoredMessage) -> bool,
+        timeout: Duration,
+    ) -> Option<Vec<StoredMessage>> {
+        self.wait_until(timeout, |inner| {
+            let found: Vec<StoredMessage> = inner
+                .messages
+                .values()
+                .filter(|m| pred(m))
+                .cloned()
+                .collect();
+            (found.len() >= count).then_some(found)
+        })
+        .await
+    }
 }

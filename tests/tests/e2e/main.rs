@@ -13,6 +13,7 @@ mod discord_bot;
 mod fake_comfyui_selftest;
 mod fake_discord_selftest;
 mod fault_drills;
+mod inline_prompts;
 mod result_surface;
 mod scheduler;
 mod toolchain;

@@ -32,24 +32,49 @@ pub async fn admit(data: &Data, http: &Http, resp: &Responder) -> bool {
     true
 }
 
+/// Where a job's message goes: the interaction's own (deferred) response, or a further
+/// message of the same interaction (the second and later jobs of one prompt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    Original,
+    Followup,
+}
+
 /// Checks `req`, shows the queued message with a Cancel button, and queues the job. Every
 /// refusal reaches the user; nothing is left "thinking".
 pub async fn start_job(data: &Data, http: &Http, resp: &Responder, id: JobId, req: JobRequest) {
+    start_job_at(data, http, resp, id, req, Placement::Original).await
+}
+
+/// [`start_job`] with its message at `placement`. A refusal of a follow-up job is said
+/// privately and leaves the jobs before it alone.
+pub async fn start_job_at(
+    data: &Data,
+    http: &Http,
+    resp: &Responder,
+    id: JobId,
+    req: JobRequest,
+    placement: Placement,
+) {
+    let refuse = |message: String| async move {
+        match placement {
+            Placement::Original => resp.fail(http, &message).await,
+            Placement::Followup => resp.whisper(http, &format!("⚠️ {message}")).await,
+        }
+    };
     let kinds = data.kinds();
     if kinds.nsfw(&req.workflow) {
         let channel_nsfw = data.channel_is_nsfw(http, resp.channel).await;
         if let Err(msg) = access::nsfw_allowed(&req.workflow, true, channel_nsfw) {
-            return resp.fail(http, &msg).await;
+            return refuse(msg).await;
         }
     }
     // The rng is not Send: it must be gone before the next await.
     let prepared = kinds.prepare(req, &mut rand::thread_rng());
     let spec = match prepared {
         Ok(s) => s,
-        Err(PrepareError::Internal(e)) => {
-            return resp.fail(http, &internal("patching a workflow", &e)).await
-        }
-        Err(e) => return resp.fail(http, &e.to_string()).await,
+        Err(PrepareError::Internal(e)) => return refuse(internal("patching a workflow", &e)).await,
+        Err(e) => return refuse(e.to_string()).await,
     };
     let prompt = spec.prompt().map(str::to_string);
     let queued = progress::render::EmbedView {
@@ -67,18 +92,31 @@ pub async fn start_job(data: &Data, http: &Http, resp: &Responder, id: JobId, re
         components: Some(super::buttons::cancel_row(&id)),
         ..MessageEdit::default()
     };
-    let message = match edit.into_token_edit().execute(http, &resp.token).await {
+    let shown = match placement {
+        Placement::Original => edit.into_token_edit().execute(http, &resp.token).await,
+        Placement::Followup => {
+            serenity::CreateInteractionResponseFollowup::new()
+                .embeds(edit.embeds.clone().unwrap_or_default())
+                .components(edit.components.clone().unwrap_or_default())
+                .allowed_mentions(serenity::CreateAllowedMentions::new())
+                .execute(http, (None, &resp.token))
+                .await
+        }
+    };
+    let message = match shown {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(job = %id, error = %e, "could not show the queued message");
             return;
         }
     };
+    // The token edits the interaction's own response; a further message is edited by id.
+    let token = (placement == Placement::Original).then(|| (resp.token.clone(), resp.at));
     let route = Route {
         channel: resp.channel,
         guild: resp.caller.guild,
         message: Some(message.id),
-        token: Some((resp.token.clone(), resp.at)),
+        token,
         upload_limit: resp.upload_limit,
         prompt: prompt.clone(),
         shown: Some(tokio::time::Instant::now()),
@@ -101,7 +139,7 @@ pub async fn start_job(data: &Data, http: &Http, resp: &Responder, id: JobId, re
         for p in inputs.iter().filter(|p| p.starts_with(data.inputs_dir())) {
             let _ = std::fs::remove_file(p);
         }
-        resp.fail(http, &submit_error_message(&e)).await;
+        refuse(submit_error_message(&e)).await;
         return;
     }
     data.metrics.submitted.inc();

@@ -5,6 +5,7 @@
 //! front-end never names a backend kind.
 
 pub mod catalog;
+pub mod prompt;
 pub mod reframe;
 
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use validation::{MediaFormat, Refusal};
 use crate::job::{JobId, JobRecord, JobSpec};
 
 pub use catalog::{choose_workflow, kind_name, vary_image, CatalogFamily};
+pub use prompt::{plan_prompt, PlannedJob, PromptPlan};
 pub use reframe::{Direction, Padding, Reframe};
 
 /// An input file already on disk and checked.

@@ -74,20 +74,17 @@ async fn launch_from_command(
     if !launch::admit(&data, &http, &resp).await {
         return Ok(());
     }
-    let chosen = generators::kinds::choose_workflow(
-        &data.catalog(),
-        kind,
-        workflow,
-        &values,
-        !attachments.is_empty(),
-    );
-    let name = match chosen {
-        Ok(n) => n,
+    let has_inputs = !attachments.is_empty();
+    let plan =
+        generators::kinds::plan_prompt(&data.catalog(), kind, workflow, values, aspect, has_inputs);
+    let plan = match plan {
+        Ok(p) => p,
         Err(msg) => {
             resp.fail(&http, &msg).await;
             return Ok(());
         }
     };
+    let name = plan.workflow;
     let kinds = data.kinds();
     if !kinds.knows(&name) {
         let msg = format!(
@@ -97,23 +94,35 @@ async fn launch_from_command(
         resp.fail(&http, &msg).await;
         return Ok(());
     }
-    let id = JobId::new();
     let incoming: Vec<Incoming> = attachments.into_iter().map(Incoming::from).collect();
-    let inputs = match fetch_inputs(&data, &id, &incoming, kinds.takes_video(&name)).await {
-        Ok(i) => i,
-        Err(msg) => {
-            resp.fail(&http, &msg).await;
-            return Ok(());
-        }
-    };
-    let req = JobRequest {
-        workflow: name,
-        values,
-        aspect,
-        inputs,
-        parent: None,
-    };
-    launch::start_job(&data, &http, &resp, id, req).await;
+    // One message per job: the first in the command's own answer, the others after it.
+    for (i, job) in plan.jobs.into_iter().enumerate() {
+        let placement = if i == 0 {
+            launch::Placement::Original
+        } else {
+            launch::Placement::Followup
+        };
+        let id = JobId::new();
+        let inputs = match fetch_inputs(&data, &id, &incoming, kinds.takes_video(&name)).await {
+            Ok(i) => i,
+            Err(msg) if i == 0 => {
+                resp.fail(&http, &msg).await;
+                return Ok(());
+            }
+            Err(msg) => {
+                resp.whisper(&http, &format!("⚠️ {msg}")).await;
+                return Ok(());
+            }
+        };
+        let req = JobRequest {
+            workflow: name.clone(),
+            values: job.values,
+            aspect: job.aspect,
+            inputs,
+            parent: None,
+        };
+        launch::start_job_at(&data, &http, &resp, id, req, placement).await;
+    }
     Ok(())
 }
 
