@@ -121,6 +121,16 @@ const MODEL_STAND_INS: [(&str, &str); 3] = [
 pub fn copy_workflows(into: &Path) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
     std::fs::create_dir_all(into).expect("workflows dir");
+    // The wildcards folder as it is (lists of words, no models in them).
+    let wild = src.join(generators::styles::WILDCARDS_DIR);
+    if wild.is_dir() {
+        let to = into.join(generators::styles::WILDCARDS_DIR);
+        std::fs::create_dir_all(&to).expect("wildcards dir");
+        for entry in std::fs::read_dir(&wild).expect("wildcards") {
+            let entry = entry.expect("entry");
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy wildcard");
+        }
+    }
     for entry in std::fs::read_dir(&src).expect("workflows") {
         let entry = entry.expect("entry");
         if !entry.path().is_file() {

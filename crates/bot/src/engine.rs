@@ -53,6 +53,21 @@ pub fn load_catalog(config: &Config) -> anyhow::Result<Arc<Catalog>> {
     Ok(Arc::new(catalog))
 }
 
+/// The styles and wildcards beside the workflows; a file that cannot be used is logged and
+/// left out.
+pub fn load_library(config: &Config) -> Arc<generators::styles::Library> {
+    let (library, errors) = generators::styles::Library::load(&config.workflows_dir);
+    for e in &errors {
+        tracing::error!(error = %e, "style or wildcard file skipped");
+    }
+    tracing::info!(
+        styles = library.styles().count(),
+        wildcards = library.wildcard_names().count(),
+        "styles and wildcards loaded"
+    );
+    Arc::new(library)
+}
+
 /// Starts the scheduler with one generator per
 /// backend, owned by `tracker` and stopped by `cancel`.
 pub fn start_engine(

@@ -202,6 +202,7 @@ pub async fn run_workflow<S: ProgressSink>(
         aspect: args.aspect.clone(),
         inputs: images,
         parent: None,
+        sources: Default::default(),
     };
     let spec = kinds.prepare(request, &mut rand::thread_rng())?;
     let values = spec.values.clone();

@@ -240,7 +240,7 @@ fn is_valid_param_name(name: &str) -> bool {
 }
 
 /// A random seed inside the rule's bounds.
-fn random_seed(rule: &ParamRule, rng: &mut impl Rng) -> u64 {
+pub fn random_seed(rule: &ParamRule, rng: &mut impl Rng) -> u64 {
     let lo = rule.min.unwrap_or(0.0).max(0.0) as u64;
     // f64 cannot hold u64::MAX exactly; anything at or past 2^64 means "no upper bound".
     let hi = match rule.max {

@@ -1,6 +1,7 @@
 //! Jobs as the scheduler, the journal and the generators see them. No Discord types: the
 //! origin is plain ids the bot gives and reads back.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,9 @@ pub struct Origin {
     pub channel: Option<u64>,
     /// The progress message, edited into the result.
     pub message: Option<u64>,
+    /// Delivered by direct message (`channel` is the DM) for a job asked for in `guild`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
 }
 
 /// An input file kept on disk until the job is over; uploaded to whichever backend runs it.
@@ -63,6 +67,44 @@ pub struct JobSpec {
     /// The job this one was derived from (upscale, vary, ...), for linking results.
     #[serde(default)]
     pub parent: Option<JobId>,
+    /// Where each value came from, for Info (a value not listed was given by whoever
+    /// started the job: a button, the CLI, an older record).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, ValueSource>,
+}
+
+/// Where a job's value came from, highest precedence first: a command's option, an inline
+/// flag, a style, the member's settings, the server's defaults, the workflow's default, a
+/// random pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueSource {
+    Option,
+    Flag,
+    Style,
+    Member,
+    Server,
+    Workflow,
+    Random,
+    /// Written by a newer version.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ValueSource {
+    /// How Info names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            ValueSource::Option => "command option",
+            ValueSource::Flag => "inline flag",
+            ValueSource::Style => "style",
+            ValueSource::Member => "your settings",
+            ValueSource::Server => "server default",
+            ValueSource::Workflow => "workflow default",
+            ValueSource::Random => "random",
+            ValueSource::Unknown => "unknown",
+        }
+    }
 }
 
 impl JobSpec {

@@ -14,13 +14,15 @@ pub mod journal;
 pub mod kinds;
 pub mod outputs;
 pub mod scheduler;
+pub mod settings;
+pub mod styles;
 
 pub use comfy::{plan_for, progress_update, ComfyGenerator};
 pub use follow::{Follower, JobEnd, Step};
 pub use generator::{GenEvent, GenJob, GenOutcome, Generator, Probe, RunControl};
 pub use job::{
     now_ms, upscale_target, InputFile, JobId, JobRecord, JobSpec, JobState, Origin, OutputKind,
-    SavedOutput,
+    SavedOutput, ValueSource,
 };
 pub use journal::{stable_client_id, Journal, JournalError, MemoryJournal, SqliteJournal};
 pub use kinds::{

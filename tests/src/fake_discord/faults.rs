@@ -27,6 +27,8 @@ pub struct Faults {
     rate_limit: Mutex<Option<RateLimit>>,
     server_errors: Mutex<Option<ServerErrors>>,
     no_heartbeat_ack: AtomicBool,
+    /// Users whose privacy settings refuse DMs from the bot (50007 on a DM post).
+    closed_dms: Mutex<Vec<u64>>,
 }
 
 /// Which requests fail with a 5xx, and how many more.
@@ -66,6 +68,7 @@ impl Default for Faults {
             rate_limit: Mutex::new(None),
             server_errors: Mutex::new(None),
             no_heartbeat_ack: AtomicBool::new(false),
+            closed_dms: Mutex::new(Vec::new()),
         }
     }
 }
@@ -136,6 +139,23 @@ impl Faults {
     }
 
     /// While on, gateway heartbeats (op 1) get no op 11 ACK (a zombie connection).
+    /// `user` closes (or opens) their DMs to the bot: posting in their DM channel gets
+    /// Discord's 403 "Cannot send messages to this user" (50007).
+    pub fn set_dms_closed(&self, user: u64, closed: bool) {
+        let mut g = self.closed_dms.lock().unwrap_or_else(|p| p.into_inner());
+        g.retain(|u| *u != user);
+        if closed {
+            g.push(user);
+        }
+    }
+
+    pub(crate) fn dms_closed(&self, user: u64) -> bool {
+        self.closed_dms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&user)
+    }
+
     pub fn set_no_heartbeat_ack(&self, on: bool) {
         self.no_heartbeat_ack.store(on, Ordering::SeqCst);
     }

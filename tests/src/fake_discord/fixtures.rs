@@ -136,8 +136,36 @@ pub fn roles() -> Value {
     ])
 }
 
-/// A guild text channel; `None` for an unknown id.
+/// Every user's DM channel with the bot is this far above the user's id.
+const DM_CHANNEL_OFFSET: u64 = 100;
+
+/// The DM channel between the bot and `user` (one of the test's human users).
+pub fn dm_channel_id(user: u64) -> u64 {
+    user + DM_CHANNEL_OFFSET
+}
+
+/// The user whose DM channel `channel` is, if it is one.
+pub fn dm_recipient(channel: u64) -> Option<u64> {
+    let user = channel.checked_sub(DM_CHANNEL_OFFSET)?;
+    [USER_ID, OTHER_USER_ID].contains(&user).then_some(user)
+}
+
+/// A DM channel object (type 1).
+pub fn dm_channel(user: u64) -> Value {
+    json!({
+        "id": dm_channel_id(user).to_string(),
+        "type": 1,
+        "recipients": [self::user(user)],
+        "last_message_id": null,
+        "flags": 0,
+    })
+}
+
+/// A guild text channel or a DM channel; `None` for an unknown id.
 pub fn channel(id: u64) -> Option<Value> {
+    if let Some(user) = dm_recipient(id) {
+        return Some(dm_channel(user));
+    }
     let (name, nsfw, position) = match id {
         GENERAL_CHANNEL_ID => ("general", false, 0),
         NSFW_CHANNEL_ID => ("nsfw-art", true, 1),
@@ -1059,6 +1087,12 @@ mod tests {
             let ch = serde_json::from_value::<Channel>(channel(c).expect("known")).expect("ch");
             assert!(ch.guild().is_some());
         }
+        let dm = serde_json::from_value::<Channel>(dm_channel(USER_ID)).expect("dm channel");
+        assert_eq!(
+            dm.private().map(|p| p.recipient.id.get()),
+            Some(USER_ID),
+            "a DM channel"
+        );
         let cmd = json!({
             "name": "imagine", "description": "Generate",
             "options": [{"type": 3, "name": "prompt", "description": "p", "required": true}],

@@ -37,9 +37,9 @@ mod waits;
 
 pub use faults::{FailWhich, Faults};
 pub use fixtures::{
-    InteractionSpec, MessageOrigin, SpecAttachment, SpecKind, StoredFile, StoredMessage,
-    APPLICATION_ID, ARTIST_ROLE_ID, BOT_USER_ID, EVERYONE_ROLE_ID, GENERAL_CHANNEL_ID, GUILD_ID,
-    NSFW_CHANNEL_ID, OTHER_USER_ID, USER_ID,
+    dm_channel_id, InteractionSpec, MessageOrigin, SpecAttachment, SpecKind, StoredFile,
+    StoredMessage, APPLICATION_ID, ARTIST_ROLE_ID, BOT_USER_ID, EVERYONE_ROLE_ID,
+    GENERAL_CHANNEL_ID, GUILD_ID, NSFW_CHANNEL_ID, OTHER_USER_ID, USER_ID,
 };
 
 use indexmap::IndexMap;

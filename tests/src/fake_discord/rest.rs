@@ -41,6 +41,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/gateway", get(gateway))
         .route("/gateway/bot", get(gateway_bot))
         .route("/users/@me", get(users_me))
+        .route("/users/@me/channels", post(open_dm))
         .route("/oauth2/applications/@me", get(app_info))
         .route("/applications/@me", get(app_info))
         .route(
@@ -315,6 +316,22 @@ async fn gateway_bot(State(s): St) -> Response {
 
 async fn users_me() -> Response {
     ok(fixtures::current_user())
+}
+
+/// `POST /users/@me/channels {"recipient_id"}`: the DM channel with one of the test's users.
+async fn open_dm(Extension(body): Extension<Parsed>) -> Response {
+    let recipient = body
+        .json
+        .as_ref()
+        .and_then(|j| j.get("recipient_id"))
+        .and_then(|v| match v {
+            Value::String(s) => s.parse::<u64>().ok(),
+            other => other.as_u64(),
+        });
+    match recipient.filter(|u| fixtures::dm_recipient(fixtures::dm_channel_id(*u)).is_some()) {
+        Some(user) => ok(fixtures::dm_channel(user)),
+        None => invalid_form("recipient_id is not a known user"),
+    }
 }
 
 async fn app_info() -> Response {
@@ -801,6 +818,9 @@ async fn channel_post(
     let Some(cid) = known_channel(&c) else {
         return unknown_channel();
     };
+    if fixtures::dm_recipient(cid).is_some_and(|u| s.faults.dms_closed(u)) {
+        return error(403, 50007, "Cannot send messages to this user");
+    }
     let payload = body.json.clone().unwrap_or(Value::Null);
     if let Err(r) = validate_payload(&payload) {
         return r;

@@ -26,6 +26,7 @@ fn probes() -> Vec<(&'static str, Value)> {
         ("progress", json!({"progress": {"zzz": 1}})),
         ("cosmos", json!({"cosmos": cosmos})),
         ("health", json!({"health": {"zzz": 1}})),
+        ("defaults", json!({"defaults": {"zzz": 1}})),
     ]
 }
 

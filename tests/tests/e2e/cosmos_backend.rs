@@ -74,6 +74,7 @@ fn job(kind: CosmosKind, prompt: &str) -> GenJob {
                 mime: "video/mp4".into(),
             }],
             parent: None,
+            sources: Default::default(),
         },
         remote_id: None,
         created_ms: generators::now_ms(),

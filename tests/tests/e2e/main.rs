@@ -14,6 +14,8 @@ mod fake_comfyui_selftest;
 mod fake_discord_selftest;
 mod fault_drills;
 mod inline_prompts;
+mod member_settings;
 mod result_surface;
 mod scheduler;
+mod styles_private;
 mod toolchain;

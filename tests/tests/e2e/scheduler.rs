@@ -90,6 +90,7 @@ fn spec(seconds: f64, color: u64) -> JobSpec {
         values,
         inputs: Vec::new(),
         parent: None,
+        sources: Default::default(),
     }
 }
 
@@ -385,6 +386,7 @@ async fn input_images_are_uploaded_to_the_backend_that_runs_the_job() {
             mime: "image/png".into(),
         }],
         parent: None,
+        sources: Default::default(),
     };
     r.scheduler.submit(spec, origin(1), false).await.unwrap();
     let seen = r
@@ -451,6 +453,7 @@ async fn a_job_goes_to_the_backend_that_has_its_checkpoint() {
         values,
         inputs: Vec::new(),
         parent: None,
+        sources: Default::default(),
     };
     // Submit until both backends have been probed (before that the job just waits).
     s.submit(spec.clone(), origin(1), false).await.unwrap();
@@ -488,6 +491,7 @@ async fn animations_are_saved_as_animations() {
         values: Map::new(),
         inputs: Vec::new(),
         parent: None,
+        sources: Default::default(),
     };
     r.scheduler.submit(spec, origin(1), false).await.unwrap();
     let seen = r

@@ -45,6 +45,34 @@ impl Config {
                 problems.push(format!("config key `backends[{i}].url`: {e}"));
             }
         }
+        let d = &self.defaults;
+        if let Some(a) = d
+            .aspect
+            .as_deref()
+            .filter(|a| validation::request::parse_ratio(a).is_none())
+        {
+            problems.push(format!(
+                "config key `defaults.aspect`: {a:?} is not an aspect ratio; use W:H from 1:4 to 4:1, e.g. \"16:9\""
+            ));
+        }
+        if d.steps == Some(0) {
+            problems.push("config key `defaults.steps`: 0 is not allowed; use 1 or more".into());
+        }
+        for (key, text, max) in [
+            ("suffix", &d.suffix, generators::settings::MAX_SUFFIX_CHARS),
+            (
+                "negative",
+                &d.negative,
+                generators::settings::MAX_NEGATIVE_CHARS,
+            ),
+        ] {
+            let n = text.as_deref().map_or(0, |t| t.chars().count());
+            if n > max {
+                problems.push(format!(
+                    "config key `defaults.{key}`: {n} characters; at most {max}"
+                ));
+            }
+        }
         let t = &self.comfyui;
         for (key, value) in [
             ("request_timeout_secs", t.request_timeout_secs),

@@ -64,6 +64,9 @@ pub struct Config {
     /// The operator's HTTP endpoint.
     #[serde(default)]
     pub health: HealthSection,
+    /// Defaults for every member's jobs, under each member's own settings.
+    #[serde(default)]
+    pub defaults: generators::settings::Preferences,
     /// `text` (default) or `json` (one object per line). Env: `COMFYCORD_LOG_FORMAT`.
     #[serde(default)]
     pub log_format: LogFormat,

@@ -9,6 +9,9 @@ pub struct Caller {
     pub guild: Option<u64>,
     pub channel: u64,
     pub roles: Vec<u64>,
+    /// Acting from a direct message on a job that was delivered there privately from
+    /// `guild`: the server's channel and role rules were met when the job began.
+    pub private_dm: bool,
 }
 
 /// The user id serenity fills in when an interaction names neither `member` nor `user`
@@ -50,6 +53,9 @@ pub fn may_generate(cfg: &DiscordConfig, caller: &Caller) -> Result<(), String> 
     if !cfg.allowed_guilds.is_empty() && !cfg.allowed_guilds.contains(&guild) {
         return Err("comfycord is not enabled in this server.".into());
     }
+    if caller.private_dm {
+        return Ok(());
+    }
     if !cfg.allowed_channels.is_empty() && !cfg.allowed_channels.contains(&caller.channel) {
         return Err(format!(
             "comfycord is not enabled in this channel; use {}.",
@@ -89,6 +95,7 @@ mod tests {
             guild,
             channel,
             roles: roles.to_vec(),
+            private_dm: false,
         }
     }
 

@@ -19,6 +19,7 @@ use super::launch;
 use super::render;
 use super::reply::{caller_of, capitalise, ephemeral, internal, Responder};
 use super::result_view::result_message;
+use super::settings_panel;
 use super::{Data, Error};
 
 /// The text input id of every prompt form.
@@ -26,25 +27,16 @@ pub const PROMPT_INPUT: &str = "prompt";
 /// Form titles (Discord allows 45 characters).
 const EDIT_TITLE: &str = "Edit the prompt";
 const REMIX_TITLE: &str = "Remix: change the prompt";
-/// The journal key of a member's remix setting.
-fn remix_key(user: u64) -> String {
-    format!("remix:{user}")
-}
-
 /// Whether `user` has remix on: follow-ups that draw open the prompt form first.
 pub fn remix_on(data: &Data, user: u64) -> bool {
-    matches!(data.journal.meta_get(&remix_key(user)), Ok(Some(v)) if v == "on")
+    super::settings_panel::member_settings(data, user).remix
 }
 
 /// Turns `user`'s remix setting on or off; kept in the journal, so it survives restarts.
 pub fn set_remix(data: &Data, user: u64, on: bool) -> Result<(), String> {
-    let key = remix_key(user);
-    let done = if on {
-        data.journal.meta_set(&key, "on")
-    } else {
-        data.journal.meta_delete(&key)
-    };
-    done.map_err(|e| internal("saving the remix setting", &e))
+    let mut settings = super::settings_panel::member_settings(data, user);
+    settings.remix = on;
+    super::settings_panel::save_settings(data, user, &settings)
 }
 
 /// The prompt form for `press` on `job`, prefilled with `prompt`.
@@ -109,6 +101,12 @@ pub async fn on_event(
         return Ok(());
     }
     match interaction {
+        serenity::Interaction::Component(c) if settings_panel::owns(&c.data.custom_id) => {
+            settings_panel::on_component(&data, &http, c).await
+        }
+        serenity::Interaction::Modal(m) if settings_panel::owns(&m.data.custom_id) => {
+            settings_panel::on_modal(&data, &http, m).await
+        }
         serenity::Interaction::Component(c) => on_component(&data, &http, c).await,
         serenity::Interaction::Modal(m) => on_modal(&data, &http, m).await,
         _ => Ok(()),
@@ -330,9 +328,6 @@ async fn on_modal(data: &Arc<Data>, http: &Arc<Http>, m: &ModalInteraction) -> R
 
 /// Starts the job a button (or a form) asks for, from the source job in the journal.
 async fn derive(data: &Arc<Data>, http: &Http, resp: &Responder, source: &JobId, follow: FollowUp) {
-    if !launch::admit(data, http, resp).await {
-        return;
-    }
     let record = match data.journal.get(source) {
         Ok(Some(r)) => r,
         Ok(None) => {
@@ -342,12 +337,28 @@ async fn derive(data: &Arc<Data>, http: &Http, resp: &Responder, source: &JobId,
         }
         Err(e) => return resp.fail(http, &internal("reading a source job", &e)).await,
     };
+    let resp = &in_private_dm(resp, &record);
+    if !launch::admit(data, http, resp).await {
+        return;
+    }
     let lookup = |id: &JobId| data.journal.get(id).ok().flatten();
     let req = match data.kinds().derive(&record, &follow, &lookup) {
         Ok(r) => r,
         Err(e) => return resp.fail(http, &e.to_string()).await,
     };
     launch::start_job(data, http, resp, JobId::new(), req).await;
+}
+
+/// A press in a DM on the member's own privately delivered job counts as made in the server
+/// the job came from, so every follow-up works there as it would in the server.
+fn in_private_dm(resp: &Responder, record: &JobRecord) -> Responder {
+    let mut resp = resp.clone();
+    let own = record.origin.owner == resp.caller.user;
+    if resp.caller.guild.is_none() && record.origin.private && own {
+        resp.caller.guild = record.origin.guild;
+        resp.caller.private_dm = true;
+    }
+    resp
 }
 
 /// The "Vary" message command's form was sent: vary the image of message `message` (any

@@ -63,6 +63,14 @@ pub async fn start_job_at(
         }
     };
     let kinds = data.kinds();
+    // Private delivery: the member asked for results by direct message. A press in that DM
+    // already is one.
+    let private = resp.caller.guild.is_some()
+        && !resp.caller.private_dm
+        && super::settings_panel::member_settings(data, resp.caller.user).private;
+    if private && kinds.nsfw(&req.workflow) {
+        return refuse(NSFW_NOT_BY_DM.into()).await;
+    }
     if kinds.nsfw(&req.workflow) {
         let channel_nsfw = data.channel_is_nsfw(http, resp.channel).await;
         if let Err(msg) = access::nsfw_allowed(&req.workflow, true, channel_nsfw) {
@@ -93,6 +101,10 @@ pub async fn start_job_at(
         ..MessageEdit::default()
     };
     let shown = match placement {
+        _ if private => match post_in_dm(http, resp.caller.user, &edit).await {
+            Ok(m) => Ok(m),
+            Err(why) => return refuse(why).await,
+        },
         Placement::Original => edit.into_token_edit().execute(http, &resp.token).await,
         Placement::Followup => {
             serenity::CreateInteractionResponseFollowup::new()
@@ -110,23 +122,38 @@ pub async fn start_job_at(
             return;
         }
     };
-    // The token edits the interaction's own response; a further message is edited by id.
-    let token = (placement == Placement::Original).then(|| (resp.token.clone(), resp.at));
+    // The token edits the interaction's own response; a further message (or one in the
+    // member's DMs) is edited by id.
+    let token =
+        (placement == Placement::Original && !private).then(|| (resp.token.clone(), resp.at));
     let route = Route {
-        channel: resp.channel,
-        guild: resp.caller.guild,
+        channel: message.channel_id,
+        guild: resp.caller.guild.filter(|_| !private),
         message: Some(message.id),
         token,
-        upload_limit: resp.upload_limit,
+        upload_limit: if private {
+            resp.upload_limit.min(DM_UPLOAD_LIMIT)
+        } else {
+            resp.upload_limit
+        },
         prompt: prompt.clone(),
         shown: Some(tokio::time::Instant::now()),
     };
+    if private && placement == Placement::Original {
+        let link = render::message_link(None, message.channel_id.get(), message.id.get());
+        resp.answer_privately(
+            http,
+            &format!("📬 On its way to your direct messages: {link}"),
+        )
+        .await;
+    }
     data.routes.insert(id.clone(), route);
     let origin = Origin {
         owner: resp.caller.user,
         guild: resp.caller.guild,
-        channel: Some(resp.channel.get()),
+        channel: Some(message.channel_id.get()),
         message: Some(message.id.get()),
+        private,
     };
     let is_admin = access::is_admin(&data.config().discord, &resp.caller);
     let inputs: Vec<std::path::PathBuf> = spec.inputs.iter().map(|i| i.path.clone()).collect();
@@ -139,9 +166,52 @@ pub async fn start_job_at(
         for p in inputs.iter().filter(|p| p.starts_with(data.inputs_dir())) {
             let _ = std::fs::remove_file(p);
         }
+        if private {
+            // The DM's "Queued" message would otherwise stay there forever.
+            let _ = message.delete(http).await;
+        }
         refuse(submit_error_message(&e)).await;
         return;
     }
     data.metrics.submitted.inc();
     tracing::info!(job = %id, user = resp.caller.user, "job queued");
+}
+
+/// What a member with private delivery is told about an NSFW workflow.
+const NSFW_NOT_BY_DM: &str = "NSFW workflows are not sent by direct message. Turn Private delivery off in /settings to run this one in an age-restricted channel.";
+/// What a member is told when their DMs are closed to the bot.
+pub const DMS_CLOSED: &str = "I cannot send you direct messages: your privacy settings block them. Allow direct messages from this server's members (Server menu → Privacy Settings), or turn Private delivery off in /settings.";
+/// Discord's code for "Cannot send messages to this user".
+const CANNOT_DM_CODE: isize = 50007;
+/// The upload limit of a direct message (no server boost applies there).
+const DM_UPLOAD_LIMIT: u64 = 10 * 1024 * 1024;
+
+/// Posts a job's first message in `user`'s DMs; the sentence for the member when that fails.
+async fn post_in_dm(
+    http: &Http,
+    user: u64,
+    edit: &MessageEdit,
+) -> Result<serenity::Message, String> {
+    let why = |e: serenity::Error| {
+        let closed = matches!(
+            &e,
+            serenity::Error::Http(serenity::HttpError::UnsuccessfulRequest(r))
+                if r.error.code == CANNOT_DM_CODE
+        );
+        if closed {
+            DMS_CLOSED.to_string()
+        } else {
+            tracing::warn!(user, error = %e, "cannot open a direct message");
+            "I could not reach your direct messages just now; try again, or turn Private delivery off in /settings.".to_string()
+        }
+    };
+    let dm = serenity::UserId::new(user.max(1))
+        .create_dm_channel(http)
+        .await
+        .map_err(why)?;
+    let message = serenity::CreateMessage::new()
+        .embeds(edit.embeds.clone().unwrap_or_default())
+        .components(edit.components.clone().unwrap_or_default())
+        .allowed_mentions(serenity::CreateAllowedMentions::new());
+    dm.id.send_message(http, message).await.map_err(why)
 }

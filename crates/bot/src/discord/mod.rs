@@ -12,6 +12,7 @@ pub mod message;
 pub mod render;
 pub mod reply;
 pub mod result_view;
+pub mod settings_panel;
 pub mod unreadable;
 
 use std::collections::HashMap;
@@ -51,6 +52,7 @@ pub struct Data {
     config: RwLock<Arc<Config>>,
     config_path: PathBuf,
     catalog: RwLock<Arc<Catalog>>,
+    library: RwLock<Arc<generators::styles::Library>>,
     pub scheduler: Scheduler,
     pub journal: Arc<dyn Journal>,
     pub generators: Vec<ComfyGenerator>,
@@ -100,6 +102,7 @@ impl Data {
         let decodes = config.attachments.max_concurrent_decodes.max(1);
         Ok(Data {
             catalog: RwLock::new(engine.catalog.clone()),
+            library: RwLock::new(crate::engine::load_library(&config)),
             config: RwLock::new(Arc::new(config)),
             config_path: config_path.to_path_buf(),
             scheduler: engine.scheduler.clone(),
@@ -126,6 +129,14 @@ impl Data {
 
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The styles and wildcards loaded now.
+    pub fn library(&self) -> Arc<generators::styles::Library> {
+        self.library
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -185,6 +196,7 @@ impl Data {
     pub fn reload(&self) -> Result<String, String> {
         let config = Config::load(&self.config_path).map_err(|e| e.to_string())?;
         let catalog = crate::engine::load_catalog(&config).map_err(|e| format!("{e:#}"))?;
+        let library = crate::engine::load_library(&config);
         for g in &self.generators {
             g.set_catalog(catalog.clone());
         }
@@ -200,9 +212,11 @@ impl Data {
             notes.push("backend changes take effect after a restart");
         }
         let summary = format!(
-            "Reloaded: {} workflow(s) ({}).{}",
+            "Reloaded: {} workflow(s) ({}), {} style(s), {} wildcard(s).{}",
             catalog.len(),
             catalog.names().collect::<Vec<_>>().join(", "),
+            library.styles().count(),
+            library.wildcard_names().count(),
             if notes.is_empty() {
                 String::new()
             } else {
@@ -210,6 +224,7 @@ impl Data {
             }
         );
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = catalog;
+        *self.library.write().unwrap_or_else(|p| p.into_inner()) = library;
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
         self.nsfw_channels
             .lock()

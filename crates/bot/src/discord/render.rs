@@ -160,7 +160,17 @@ pub fn info_text(record: &JobRecord) -> String {
     let mut command = format!("/generate workflow:{}", record.spec.workflow);
     for (name, value) in &record.spec.values {
         let shown = show_value(value);
-        lines.push(format!("**{name}**: {}", truncate_chars(&shown, 300)));
+        // Where it came from, when the job says (buttons and older jobs do not).
+        let source = record
+            .spec
+            .sources
+            .get(name)
+            .map(|s| format!(" · _{}_", s.label()))
+            .unwrap_or_default();
+        lines.push(format!(
+            "**{name}**: {}{source}",
+            truncate_chars(&shown, 300)
+        ));
         if !matches!(value, Value::Null)
             && !shown.starts_with("pending.")
             && !name.contains("image")
@@ -177,6 +187,40 @@ pub fn info_text(record: &JobRecord) -> String {
         MAX_CONTENT_CHARS - command.chars().count() - 1,
     );
     format!("{body}\n{command}")
+}
+
+/// `/styles`: each style with what it does, then the wildcards.
+pub fn styles_text(library: &generators::styles::Library) -> String {
+    let mut lines = Vec::new();
+    for (name, style) in library.styles() {
+        let what = style
+            .description
+            .clone()
+            .unwrap_or_else(|| style.positive.clone());
+        lines.push(format!(
+            "**{name}**: {}",
+            truncate_chars(&what.replace('\n', " "), 150)
+        ));
+    }
+    if lines.is_empty() {
+        lines.push("No styles are set up on this server.".into());
+    } else {
+        lines.insert(
+            0,
+            "Use one with `--style NAME` in a prompt, the `style` option, or /settings.".into(),
+        );
+    }
+    let wild: Vec<String> = library
+        .wildcard_names()
+        .map(|(n, count)| format!("`__{n}__` ({count})"))
+        .collect();
+    if !wild.is_empty() {
+        lines.push(format!(
+            "Wildcards (a line picked by the seed): {}",
+            wild.join(", ")
+        ));
+    }
+    truncate_chars(&lines.join("\n"), MAX_CONTENT_CHARS)
 }
 
 /// Whether a job's first output can feed an image workflow.
@@ -297,6 +341,7 @@ mod tests {
                 values,
                 inputs: vec![],
                 parent: None,
+                sources: Default::default(),
             },
             origin: Origin::default(),
             state: JobState::Finished,
@@ -343,7 +388,17 @@ mod tests {
     #[test]
     fn info_lists_values_and_a_copyable_command() {
         let text = info_text(&record());
-        assert!(text.contains("**steps**: 20"), "{text}");
+        assert!(
+            text.contains("**steps**: 20\n"),
+            "no source, no label: {text}"
+        );
+        let mut sourced = record();
+        sourced
+            .spec
+            .sources
+            .insert("steps".into(), generators::ValueSource::Member);
+        let text = info_text(&sourced);
+        assert!(text.contains("**steps**: 20 · _your settings_"), "{text}");
         assert!(
             text.contains(
                 "`/generate workflow:txt2img prompt:a ˋcatˋ *on* a mat seed:42 steps:20`"

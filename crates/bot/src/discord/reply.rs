@@ -32,6 +32,7 @@ pub fn caller_of(
         roles: member
             .map(|m| m.roles.iter().map(|r| r.get()).collect())
             .unwrap_or_default(),
+        private_dm: false,
     }
 }
 
@@ -72,7 +73,12 @@ impl Responder {
 
     /// Replaces the deferred "thinking" message with an error only the caller sees.
     pub async fn fail(&self, http: &Http, message: &str) {
-        let text = render::truncate_chars(&format!("⚠️ {message}"), render::MAX_CONTENT_CHARS);
+        self.answer_privately(http, &format!("⚠️ {message}")).await
+    }
+
+    /// Replaces the deferred "thinking" message with `text`, which only the caller sees.
+    pub async fn answer_privately(&self, http: &Http, text: &str) {
+        let text = render::truncate_chars(text, render::MAX_CONTENT_CHARS);
         // A follow-up right after a defer would edit the public loading message; delete it
         // first so the error can be ephemeral.
         if http

@@ -72,6 +72,7 @@ impl JobFamily for CosmosFamily {
                 mime: video.format.mime().to_string(),
             }],
             parent: req.parent,
+            sources: req.sources,
         })
     }
 
@@ -227,6 +228,7 @@ mod tests {
                     mime: "video/mp4".into(),
                 }],
                 parent: None,
+                sources: Default::default(),
             },
             origin: crate::job::Origin::default(),
             state: crate::job::JobState::Finished,

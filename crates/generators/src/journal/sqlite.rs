@@ -29,7 +29,9 @@ use crate::job::{JobId, JobRecord, JobSpec, JobState, Origin, SavedOutput};
 /// The SQLite `application_id` that marks a file as a comfycord journal ("CFJL").
 const APPLICATION_ID: i32 = 0x4346_4A4C;
 /// The schema this build writes and reads (`PRAGMA user_version`).
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
+/// Version 1 lacked `jobs.private`; opening one adds it (and nothing else changes).
+const UPGRADE_FROM_1: &str = "ALTER TABLE jobs ADD COLUMN private INTEGER NOT NULL DEFAULT 0;";
 /// How long a call waits for another process or connection holding the write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first 16 bytes of every SQLite database file.
@@ -45,6 +47,7 @@ CREATE TABLE jobs (
     guild       INTEGER,
     channel     INTEGER,
     message     INTEGER,
+    private     INTEGER NOT NULL DEFAULT 0,
     workflow    TEXT NOT NULL,
     spec        TEXT NOT NULL,
     state       TEXT NOT NULL,
@@ -72,6 +75,7 @@ const JOBS_COLUMNS: &[&str] = &[
     "guild",
     "channel",
     "message",
+    "private",
     "workflow",
     "spec",
     "state",
@@ -91,7 +95,7 @@ const LIST_OBJECTS: &str =
 
 /// What a read needs, in the order [`StoredRow::read`] takes them.
 const SELECT_JOB: &str = "SELECT id, seq, owner, guild, channel, message, spec, state_json, \
-     remote_id, outputs, attempts, created_ms, started_ms, finished_ms FROM jobs";
+     remote_id, outputs, attempts, created_ms, started_ms, finished_ms, private FROM jobs";
 
 /// The job journal in one SQLite file. Cheap, short, synchronous calls on one connection
 /// behind a mutex; several processes (or several `SqliteJournal`s) may share a file.
@@ -251,6 +255,8 @@ enum Found {
     Empty,
     /// A comfycord journal of this build's schema version.
     Journal,
+    /// A comfycord journal of schema version 1, to be upgraded.
+    Version1,
 }
 
 /// Reads (never writes) what the database is. Anything but an empty database or a journal
@@ -281,6 +287,16 @@ fn classify(conn: &Connection, path: &Path) -> Result<Found, JournalError> {
                      file aside to start with an empty journal"
                 ),
             });
+        }
+        if version == 1 {
+            let v1: Vec<&str> = JOBS_COLUMNS
+                .iter()
+                .copied()
+                .filter(|c| *c != "private")
+                .collect();
+            check_columns(conn, path, "jobs", &v1)?;
+            check_columns(conn, path, "meta", META_COLUMNS)?;
+            return Ok(Found::Version1);
         }
         if version < SCHEMA_VERSION {
             return Err(corrupt(
@@ -353,11 +369,17 @@ fn create_schema_if_new(conn: &mut Connection, path: &Path) -> Result<(), Journa
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| open_failure(path, ctx, e))?;
-    if classify(&tx, path)? == Found::Empty {
-        tx.execute_batch(SCHEMA)
+    match classify(&tx, path)? {
+        Found::Empty => tx
+            .execute_batch(SCHEMA)
             .and_then(|()| tx.pragma_update(None, "application_id", APPLICATION_ID))
             .and_then(|()| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
-            .map_err(|e| open_failure(path, ctx, e))?;
+            .map_err(|e| open_failure(path, ctx, e))?,
+        Found::Version1 => tx
+            .execute_batch(UPGRADE_FROM_1)
+            .and_then(|()| tx.pragma_update(None, "user_version", SCHEMA_VERSION))
+            .map_err(|e| open_failure(path, "the journal cannot be upgraded", e))?,
+        Found::Journal => {}
     }
     tx.commit().map_err(|e| open_failure(path, ctx, e))
 }
@@ -424,6 +446,7 @@ struct StoredRow {
     created_ms: i64,
     started_ms: Option<i64>,
     finished_ms: Option<i64>,
+    private: i64,
 }
 
 impl StoredRow {
@@ -444,6 +467,7 @@ impl StoredRow {
             created_ms: r.get(11)?,
             started_ms: r.get(12)?,
             finished_ms: r.get(13)?,
+            private: r.get(14)?,
         })
     }
 
@@ -466,6 +490,7 @@ impl StoredRow {
                 guild: self.guild.map(|v| v as u64),
                 channel: self.channel.map(|v| v as u64),
                 message: self.message.map(|v| v as u64),
+                private: self.private != 0,
             },
             state,
             remote_id: self.remote_id,
@@ -525,9 +550,9 @@ impl Journal for SqliteJournal {
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO jobs (id, seq, owner, guild, channel, message, \
                  workflow, spec, state, state_json, remote_id, outputs, attempts, created_ms, \
-                 started_ms, finished_ms) \
+                 started_ms, finished_ms, private) \
                  VALUES (?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?2, ?3, ?4, ?5, \
-                 ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                 ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
                  RETURNING seq",
             )
             .and_then(|mut s| {
@@ -548,6 +573,7 @@ impl Journal for SqliteJournal {
                         record.created_ms,
                         record.started_ms,
                         record.finished_ms,
+                        i64::from(o.private),
                     ],
                     |r| r.get::<_, i64>(0),
                 )
@@ -769,12 +795,14 @@ mod tests {
                     mime: "image/png".into(),
                 }],
                 parent: Some(JobId("00000000000000aa".into())),
+                sources: [("steps".to_string(), crate::job::ValueSource::Member)].into(),
             },
             origin: Origin {
                 owner,
                 guild: Some(1_100_000_000_000_000_001),
                 channel: Some(1_100_000_000_000_000_002),
                 message: None,
+                private: true,
             },
             state: JobState::Waiting,
             remote_id: None,
@@ -1198,6 +1226,44 @@ mod tests {
                 .unwrap();
         }
         assert_corrupt_untouched(&path, "state_json");
+    }
+
+    #[test]
+    fn a_version_1_journal_is_upgraded_and_keeps_its_jobs() {
+        let dir = TempDir::new("v1");
+        let path = dir.file("journal.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            let v1 = SCHEMA.replace("    private     INTEGER NOT NULL DEFAULT 0,\n", "");
+            assert_ne!(v1, SCHEMA);
+            c.execute_batch(&v1).unwrap();
+            c.pragma_update(None, "application_id", APPLICATION_ID)
+                .unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO jobs (id, seq, owner, workflow, spec, state, state_json, created_ms) \
+                 VALUES ('00000000000000ab', 1, 7, 'txt2img', \
+                 '{\"workflow\":\"txt2img\",\"values\":{}}', 'waiting', \
+                 '{\"state\":\"waiting\"}', 5)",
+                [],
+            )
+            .unwrap();
+        }
+        let j = SqliteJournal::open(&path).unwrap();
+        let old = j.get(&JobId("00000000000000ab".into())).unwrap().unwrap();
+        assert!(!old.origin.private && old.spec.sources.is_empty());
+        let mut r = record("00000000000000ac", 7, 6);
+        r.origin.private = true;
+        j.insert(&r).unwrap();
+        drop(j);
+        let j = SqliteJournal::open(&path).unwrap();
+        let back = j.get(&r.id).unwrap().unwrap();
+        assert!(back.origin.private);
+        let c = Connection::open(&path).unwrap();
+        let v: i32 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
     }
 
     #[test]

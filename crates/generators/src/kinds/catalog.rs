@@ -12,7 +12,7 @@ use super::{
     lineage_prompt, recorded_input, reuse_file, Derivation, DeriveError, FollowUp, JobFamily,
     JobRequest, LocalInput, Lookup, Offers, PrepareError, Reframe, Strength,
 };
-use crate::job::{upscale_target, InputFile, JobRecord, JobSpec, OutputKind};
+use crate::job::{upscale_target, InputFile, JobRecord, JobSpec, OutputKind, ValueSource};
 
 /// The request value that asks for an upscale by a factor. A workflow that takes a target
 /// size instead gets one computed from the input image.
@@ -265,14 +265,32 @@ impl JobFamily for CatalogFamily {
             });
         }
         let checked = validation::validate(&def.manifest.rules(), &raw)?;
+        let given: Vec<String> = checked.keys().cloned().collect();
         let values = def
             .manifest
             .complete(&def.workflow, checked, &mut &mut *rng)?;
+        // What nobody gave came from the workflow, or is the seed drawn just now.
+        let mut sources = req.sources;
+        if let Some(src) = sources.get("aspect").copied() {
+            for k in ["width", "height"] {
+                sources.entry(k.into()).or_insert(src);
+            }
+        }
+        for (name, _) in values.iter().filter(|(n, _)| !given.contains(n)) {
+            let drawn = def.manifest.params[name].rule.kind == validation::ParamKind::Seed
+                && def.manifest.params[name].rule.default.is_none();
+            sources.entry(name.clone()).or_insert(if drawn {
+                ValueSource::Random
+            } else {
+                ValueSource::Workflow
+            });
+        }
         Ok(JobSpec {
             workflow: req.workflow,
             values: values.into_iter().collect(),
             inputs,
             parent: req.parent,
+            sources,
         })
     }
 
@@ -772,6 +790,7 @@ mod tests {
             values: Map::new(),
             inputs: Vec::new(),
             parent: Some(grid.id.clone()),
+            sources: Default::default(),
         };
         let lookup = |id: &JobId| (id == &grid.id).then(|| grid.clone());
         let vary = follow(Derivation::Vary(Strength::Subtle));

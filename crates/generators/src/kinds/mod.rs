@@ -8,16 +8,17 @@ pub mod catalog;
 pub mod prompt;
 pub mod reframe;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use validation::{MediaFormat, Refusal};
 
-use crate::job::{JobId, JobRecord, JobSpec};
+use crate::job::{JobId, JobRecord, JobSpec, ValueSource};
 
 pub use catalog::{choose_workflow, kind_name, vary_image, CatalogFamily};
-pub use prompt::{plan_prompt, PlannedJob, PromptPlan};
+pub use prompt::{plan_prompt, PlannedJob, PromptInput, PromptPlan};
 pub use reframe::{Direction, Padding, Reframe};
 
 /// An input file already on disk and checked.
@@ -40,6 +41,8 @@ pub struct JobRequest {
     pub inputs: Vec<LocalInput>,
     /// The job this one derives from (a button on its result).
     pub parent: Option<JobId>,
+    /// Where the values came from (a command's planner knows; a button does not say).
+    pub sources: BTreeMap<String, ValueSource>,
 }
 
 /// Why a request cannot become a job; every message is fit to show the person who asked,

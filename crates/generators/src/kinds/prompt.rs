@@ -1,18 +1,27 @@
 //! A typed prompt with inline flags (`a castle --ar 16:9 --seed 7 --no people`, `{red, blue}`
 //! permutations, `--repeat`) turned into the jobs it asks for, on the workflow its options and
-//! flags need. Precedence: a command's own option > an inline flag > the manifest's default.
+//! flags need. Precedence: a command's own option > an inline flag > the style's parameters >
+//! the member's settings > the server's defaults > the manifest's default; each value's source
+//! is kept for Info. Styles dress the prompt, then the member's suffix is added, then
+//! wildcards are filled from the job's seed.
 
-use core_comfyui::{Catalog, WorkflowKind};
+use std::collections::BTreeMap;
+
+use core_comfyui::{Catalog, WorkflowDef, WorkflowKind};
 use serde_json::{Map, Value};
 use validation::inline::{expand, interpret, split_flags, MAX_JOBS_PER_PROMPT};
 
 use super::catalog::choose_workflow;
+use crate::job::ValueSource;
+use crate::settings::Preferences;
+use crate::styles::{has_wildcards, Library, Style};
 
-/// One job of a prompt: its values and aspect preset.
+/// One job of a prompt: its values, aspect preset, and where each value came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedJob {
     pub values: Map<String, Value>,
     pub aspect: Option<String>,
+    pub sources: BTreeMap<String, ValueSource>,
 }
 
 /// The jobs a prompt asks for, all on one workflow.
@@ -20,6 +29,23 @@ pub struct PlannedJob {
 pub struct PromptPlan {
     pub workflow: String,
     pub jobs: Vec<PlannedJob>,
+}
+
+/// What a command gives the planner.
+#[derive(Debug, Clone, Copy)]
+pub struct PromptInput<'a> {
+    pub catalog: &'a Catalog,
+    pub library: &'a Library,
+    pub kind: WorkflowKind,
+    /// The workflow the command names.
+    pub named: Option<&'a str>,
+    /// The command's options, the prompt among them.
+    pub slash: &'a Map<String, Value>,
+    pub slash_aspect: Option<&'a str>,
+    pub slash_style: Option<&'a str>,
+    pub has_inputs: bool,
+    pub member: &'a Preferences,
+    pub server: &'a Preferences,
 }
 
 /// The parameter a flag name sets, for choosing a workflow that takes it.
@@ -31,28 +57,52 @@ fn param_of(flag: &str) -> Option<&str> {
     }
 }
 
-/// The jobs `slash` (a command's options, the prompt among them) asks for. The workflow is
-/// `named`, or one of `kind` that takes every option and flag given. Every message is for the
-/// person who typed it.
-pub fn plan_prompt(
-    catalog: &Catalog,
-    kind: WorkflowKind,
-    named: Option<String>,
-    slash: Map<String, Value>,
-    slash_aspect: Option<String>,
-    has_inputs: bool,
-) -> Result<PromptPlan, String> {
+/// The member's setting, else the server's, with its source.
+fn layered<T: Clone>(member: &Option<T>, server: &Option<T>) -> Option<(T, ValueSource)> {
+    member
+        .clone()
+        .map(|v| (v, ValueSource::Member))
+        .or_else(|| server.clone().map(|v| (v, ValueSource::Server)))
+}
+
+/// Whether `def` takes `name` and `v` fits its rule (a default never refuses a job).
+fn fits(def: &WorkflowDef, name: &str, v: &Value) -> bool {
+    def.manifest.params.get(name).is_some_and(|p| {
+        validation::effective_rule(name, &p.rule)
+            .check(name, v)
+            .is_ok()
+    })
+}
+
+/// The jobs `input` asks for. The workflow is the named one, or one of `kind` that takes
+/// every option and flag given. Every message is for the person who typed it.
+pub fn plan_prompt(input: PromptInput<'_>) -> Result<PromptPlan, String> {
+    let PromptInput {
+        catalog,
+        kind,
+        slash,
+        has_inputs,
+        ..
+    } = input;
+    let named = input.named.map(str::to_string);
+    let given_sources = || {
+        slash
+            .keys()
+            .map(|k| (k.clone(), ValueSource::Option))
+            .collect::<BTreeMap<_, _>>()
+    };
     let text = slash
         .get("prompt")
         .and_then(Value::as_str)
         .map(str::to_string);
     let Some(text) = text else {
-        let workflow = choose_workflow(catalog, kind, named, &slash, has_inputs)?;
+        let workflow = choose_workflow(catalog, kind, named, slash, has_inputs)?;
         return Ok(PromptPlan {
             workflow,
             jobs: vec![PlannedJob {
-                values: slash,
-                aspect: slash_aspect,
+                values: slash.clone(),
+                aspect: input.slash_aspect.map(str::to_string),
+                sources: given_sources(),
             }],
         });
     };
@@ -68,16 +118,30 @@ pub fn plan_prompt(
             needs.entry(p.to_string()).or_insert(Value::Null);
         }
     }
+    // The preferred workflow, when it is of this kind and takes everything asked for.
+    let preferred = layered(&input.member.workflow, &input.server.workflow)
+        .map(|(w, _)| w)
+        .filter(|w| {
+            catalog.get(w).is_some_and(|d| {
+                d.manifest.kind == kind
+                    && (!has_inputs || d.manifest.params.contains_key("image"))
+                    && needs
+                        .keys()
+                        .all(|k| k == "factor" || d.manifest.params.contains_key(k))
+            })
+        });
+    let named = named.or(preferred);
     // A typo in a flag fits no workflow; then the default one says which flag it does not take.
     let workflow = choose_workflow(catalog, kind, named.clone(), &needs, has_inputs)
-        .or_else(|e| choose_workflow(catalog, kind, named, &slash, has_inputs).map_err(|_| e))?;
+        .or_else(|e| choose_workflow(catalog, kind, named, slash, has_inputs).map_err(|_| e))?;
     let Some(def) = catalog.get(&workflow) else {
         // Not in the catalog (a Cosmos kind): its own rules check the flags later.
         return Ok(PromptPlan {
             workflow,
             jobs: vec![PlannedJob {
-                values: slash,
-                aspect: slash_aspect,
+                values: slash.clone(),
+                aspect: input.slash_aspect.map(str::to_string),
+                sources: given_sources(),
             }],
         });
     };
@@ -85,25 +149,56 @@ pub fn plan_prompt(
     let mut jobs = Vec::new();
     for split in splits {
         let inline = interpret(split, &rules).map_err(|e| e.to_string())?;
-        if let Some(style) = &inline.style {
-            return Err(format!(
-                "--style {style}: no styles are set up on this server"
-            ));
-        }
+        let style = pick_style(&input, inline.style.as_deref())?;
+        let mut sources = BTreeMap::new();
         // Inline values first, then the command's own options over them.
         let mut values = inline.values;
-        values.insert("prompt".into(), Value::String(inline.prompt.clone()));
-        for (k, v) in &slash {
-            if k != "prompt" {
-                values.insert(k.clone(), v.clone());
+        for k in values.keys() {
+            sources.insert(k.clone(), ValueSource::Flag);
+        }
+        for (k, v) in slash {
+            values.insert(k.clone(), v.clone());
+            sources.insert(k.clone(), ValueSource::Option);
+        }
+        let mut prompt = match style {
+            Some(s) => s.positive_for(&inline.prompt),
+            None => inline.prompt.clone(),
+        };
+        if let Some((suffix, _)) = layered(&input.member.suffix, &input.server.suffix) {
+            if !suffix.trim().is_empty() {
+                prompt = format!("{prompt}, {}", suffix.trim());
             }
         }
-        if !inline.no.is_empty() {
-            let Some(rule) = def.manifest.params.get("negative") else {
-                return Err(format!(
-                    "--no cannot apply: workflow {workflow} has no negative prompt"
-                ));
-            };
+        values.insert("prompt".into(), Value::String(prompt));
+        // The style's parameters, then settings, fill what neither the command nor a flag
+        // set, where the workflow takes them and they fit its rule.
+        let mut fill = |name: &str, v: Value, source: ValueSource| {
+            if !values.contains_key(name) && fits(def, name, &v) {
+                values.insert(name.to_string(), v);
+                sources.insert(name.to_string(), source);
+            }
+        };
+        if let Some(s) = style {
+            for (k, v) in &s.params {
+                fill(k, v.clone(), ValueSource::Style);
+            }
+        }
+        if let Some((neg, src)) = layered(&input.member.negative, &input.server.negative) {
+            fill("negative", Value::String(neg), src);
+        }
+        if let Some((steps, src)) = layered(&input.member.steps, &input.server.steps) {
+            fill("steps", Value::from(steps), src);
+        }
+        let takes_negative = def.manifest.params.get("negative");
+        if takes_negative.is_none() && !inline.no.is_empty() {
+            return Err(format!(
+                "--no cannot apply: workflow {workflow} has no negative prompt"
+            ));
+        }
+        let mut extra_negative: Vec<String> = inline.no;
+        // A style's negative goes where the workflow has one.
+        extra_negative.extend(style.and_then(|s| s.negative.clone()));
+        if let Some(rule) = takes_negative.filter(|_| !extra_negative.is_empty()) {
             let base = values
                 .get("negative")
                 .or(rule.rule.default.as_ref())
@@ -113,18 +208,34 @@ pub fn plan_prompt(
                 .map(str::to_string);
             let joined = base
                 .into_iter()
-                .chain(inline.no)
+                .chain(extra_negative)
                 .collect::<Vec<_>>()
                 .join(", ");
             values.insert("negative".into(), Value::String(joined));
+            sources
+                .entry("negative".into())
+                .or_insert(ValueSource::Flag);
         }
         let sized = slash.contains_key("width") || slash.contains_key("height");
-        let aspect = slash_aspect
-            .clone()
-            .or(if sized { None } else { inline.aspect });
-        let job = PlannedJob { values, aspect };
+        let sized_inline = values.contains_key("width") || values.contains_key("height");
+        let takes_size =
+            def.manifest.params.contains_key("width") && def.manifest.params.contains_key("height");
+        let aspect = match (input.slash_aspect, inline.aspect) {
+            (Some(a), _) => Some((a.to_string(), ValueSource::Option)),
+            (None, Some(a)) if !sized => Some((a, ValueSource::Flag)),
+            _ => layered(&input.member.aspect, &input.server.aspect)
+                .filter(|_| takes_size && !sized && !sized_inline),
+        };
+        if let Some((_, src)) = &aspect {
+            sources.insert("aspect".into(), *src);
+        }
+        let job = PlannedJob {
+            values,
+            aspect: aspect.map(|(a, _)| a),
+            sources,
+        };
         for _ in 0..inline.repeat {
-            jobs.push(job.clone());
+            jobs.push(fill_wildcards(input.library, def, job.clone())?);
         }
         if jobs.len() > MAX_JOBS_PER_PROMPT {
             return Err(format!(
@@ -133,6 +244,66 @@ pub fn plan_prompt(
         }
     }
     Ok(PromptPlan { workflow, jobs })
+}
+
+/// The style asked for: the command's option, else `--style`, else the settings'. One the
+/// server does not have is refused when asked for, and skipped when it is only a setting
+/// (an admin may have removed it).
+fn pick_style<'a>(
+    input: &PromptInput<'a>,
+    flag: Option<&str>,
+) -> Result<Option<&'a Style>, String> {
+    if let Some(name) = input.slash_style.or(flag) {
+        return input
+            .library
+            .style(name)
+            .map(Some)
+            .ok_or_else(|| input.library.unknown_style(name));
+    }
+    Ok(layered(&input.member.style, &input.server.style)
+        .and_then(|(name, _)| input.library.style(&name)))
+}
+
+/// `job` with the wildcards of its prompt and negative filled in from its seed; a job that
+/// has wildcards and no seed gets a random one first, so it can be made again.
+fn fill_wildcards(
+    library: &Library,
+    def: &WorkflowDef,
+    mut job: PlannedJob,
+) -> Result<PlannedJob, String> {
+    let wild = ["prompt", "negative"].iter().any(|k| {
+        job.values
+            .get(*k)
+            .and_then(Value::as_str)
+            .is_some_and(has_wildcards)
+    });
+    if !wild {
+        return Ok(job);
+    }
+    let seed = match job.values.get("seed").and_then(Value::as_u64) {
+        Some(s) => s,
+        None => {
+            let mut rng = rand::thread_rng();
+            match def.manifest.params.get("seed") {
+                Some(p) => {
+                    let s = core_comfyui::manifest::random_seed(&p.rule, &mut rng);
+                    job.values.insert("seed".into(), Value::from(s));
+                    job.sources.insert("seed".into(), ValueSource::Random);
+                    s
+                }
+                None => rand::Rng::gen(&mut rng),
+            }
+        }
+    };
+    for k in ["prompt", "negative"] {
+        if let Some(text) = job.values.get(k).and_then(Value::as_str) {
+            let filled = library
+                .fill_wildcards(text, seed)
+                .map_err(|e| e.to_string())?;
+            job.values.insert(k.into(), Value::String(filled));
+        }
+    }
+    Ok(job)
 }
 
 #[cfg(test)]
@@ -150,15 +321,37 @@ mod tests {
         v.as_object().cloned().unwrap()
     }
 
+    const NONE: Preferences = Preferences {
+        workflow: None,
+        aspect: None,
+        negative: None,
+        steps: None,
+        style: None,
+        suffix: None,
+    };
+
+    fn input<'a>(
+        catalog: &'a Catalog,
+        library: &'a Library,
+        slash: &'a Map<String, Value>,
+    ) -> PromptInput<'a> {
+        PromptInput {
+            catalog,
+            library,
+            kind: WorkflowKind::Txt2img,
+            named: None,
+            slash,
+            slash_aspect: None,
+            slash_style: None,
+            has_inputs: false,
+            member: &NONE,
+            server: &NONE,
+        }
+    }
+
     fn plan(v: Value) -> Result<PromptPlan, String> {
-        plan_prompt(
-            &catalog(),
-            WorkflowKind::Txt2img,
-            None,
-            slash(v),
-            None,
-            false,
-        )
+        let (c, l, v) = (catalog(), Library::default(), slash(v));
+        plan_prompt(input(&c, &l, &v))
     }
 
     #[test]
@@ -206,14 +399,15 @@ mod tests {
         assert!(e.starts_with("unknown flag --denoize;"), "{e}");
         let e = plan(json!({"prompt": "a fox --lora x", "nope": 1})).unwrap_err();
         assert!(e.contains("No txt2img workflow takes"), "{e}");
-        let e = plan_prompt(
-            &catalog(),
-            WorkflowKind::Txt2img,
-            Some("txt2img".into()),
+        let (c, l, v) = (
+            catalog(),
+            Library::default(),
             slash(json!({"prompt": "a fox --sed 4"})),
-            None,
-            false,
-        )
+        );
+        let e = plan_prompt(PromptInput {
+            named: Some("txt2img"),
+            ..input(&c, &l, &v)
+        })
         .unwrap_err();
         assert_eq!(e, "unknown flag --sed; did you mean --seed?");
         let e = plan(json!({"prompt": "a fox --style noir"})).unwrap_err();
@@ -237,16 +431,167 @@ mod tests {
         let e = plan(json!({"prompt": "{a, b, c} --repeat 3"})).unwrap_err();
         assert!(e.contains("at most 8"), "{e}");
         // Without a prompt (an upscale), options pass through as they are.
-        let p = plan_prompt(
-            &catalog(),
-            WorkflowKind::Upscale,
-            None,
-            slash(json!({"factor": 2.0})),
-            None,
-            true,
-        )
+        let (c, l, v) = (catalog(), Library::default(), slash(json!({"factor": 2.0})));
+        let p = plan_prompt(PromptInput {
+            kind: WorkflowKind::Upscale,
+            has_inputs: true,
+            ..input(&c, &l, &v)
+        })
         .unwrap();
         assert_eq!(p.workflow, "upscale");
         assert_eq!(p.jobs.len(), 1);
+    }
+
+    fn plan_with(v: Value, prefs: &Preferences) -> PromptPlan {
+        let (c, l, v) = (catalog(), Library::default(), slash(v));
+        plan_prompt(PromptInput {
+            member: prefs,
+            ..input(&c, &l, &v)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn settings_fill_only_what_nothing_else_set() {
+        let prefs = Preferences {
+            workflow: Some("txt2img_lora".into()),
+            aspect: Some("3:2".into()),
+            negative: Some("ugly".into()),
+            steps: Some(12),
+            style: None,
+            suffix: Some("film grain".into()),
+        };
+        let p = plan_with(json!({"prompt": "a cat"}), &prefs);
+        assert_eq!(p.workflow, "txt2img_lora", "the preferred workflow");
+        let job = &p.jobs[0];
+        assert_eq!(job.values["prompt"], "a cat, film grain");
+        assert_eq!(job.values["negative"], "ugly");
+        assert_eq!(job.values["steps"], 12);
+        assert_eq!(job.aspect.as_deref(), Some("3:2"));
+        assert_eq!(job.sources["steps"], ValueSource::Member);
+        assert_eq!(job.sources["prompt"], ValueSource::Option);
+        // A flag or an option wins; --no adds to the preferred negative.
+        let p = plan_with(
+            json!({"prompt": "a cat --steps 30 --ar 1:1 --no dogs", "negative": "blurry"}),
+            &prefs,
+        );
+        let job = &p.jobs[0];
+        assert_eq!(
+            (job.values["steps"].clone(), job.aspect.as_deref()),
+            (json!(30), Some("1:1"))
+        );
+        assert_eq!(job.values["negative"], "blurry, dogs");
+        let p = plan_with(json!({"prompt": "a cat", "width": 512}), &prefs);
+        assert_eq!(
+            p.jobs[0].aspect, None,
+            "a size given beats the preferred aspect"
+        );
+        // A setting the workflow cannot take is left out, never refused.
+        let steep = Preferences {
+            steps: Some(500),
+            workflow: Some("upscale".into()),
+            ..Preferences::default()
+        };
+        let p = plan_with(json!({"prompt": "a cat"}), &steep);
+        assert_eq!(
+            p.workflow, "txt2img",
+            "a workflow of another kind is not used"
+        );
+        assert!(!p.jobs[0].values.contains_key("steps"));
+    }
+
+    fn library() -> Library {
+        Library::from_parts(
+            [(
+                "noir".to_string(),
+                Style {
+                    description: None,
+                    positive: "film noir photo of {prompt}".into(),
+                    negative: Some("colour".into()),
+                    params: serde_json::from_value(json!({"steps": 14, "cfg": 4.5})).unwrap(),
+                },
+            )],
+            [(
+                "animal".to_string(),
+                vec!["cat".into(), "fox".into(), "owl".into()],
+            )],
+        )
+    }
+
+    #[test]
+    fn a_style_dresses_the_prompt_and_yields_to_flags_and_options() {
+        let (c, l) = (catalog(), library());
+        let v = slash(json!({"prompt": "a street --style noir --cfg 7", "negative": "blurry"}));
+        let server = Preferences {
+            steps: Some(20),
+            ..NONE
+        };
+        let p = plan_prompt(PromptInput {
+            server: &server,
+            ..input(&c, &l, &v)
+        })
+        .unwrap();
+        let job = &p.jobs[0];
+        assert_eq!(job.values["prompt"], "film noir photo of a street");
+        assert_eq!(job.values["negative"], "blurry, colour");
+        assert_eq!(
+            (job.values["steps"].clone(), job.sources["steps"]),
+            (json!(14), ValueSource::Style),
+            "the style's steps beat the server's"
+        );
+        assert_eq!(
+            (job.values["cfg"].clone(), job.sources["cfg"]),
+            (json!(7.0), ValueSource::Flag)
+        );
+        // The option names the style too; a misspelt one is refused with the nearest.
+        let v = slash(json!({"prompt": "a street"}));
+        let e = plan_prompt(PromptInput {
+            slash_style: Some("nior"),
+            ..input(&c, &l, &v)
+        })
+        .unwrap_err();
+        assert!(e.contains("did you mean \"noir\""), "{e}");
+        // A style kept in settings that the server no longer has is skipped.
+        let member = Preferences {
+            style: Some("gone".into()),
+            ..NONE
+        };
+        let p = plan_prompt(PromptInput {
+            member: &member,
+            ..input(&c, &l, &v)
+        })
+        .unwrap();
+        assert_eq!(p.jobs[0].values["prompt"], "a street");
+    }
+
+    #[test]
+    fn wildcards_follow_the_seed_and_each_repeat_gets_its_own() {
+        let (c, l) = (catalog(), library());
+        let run = |text: &str| {
+            let v = slash(json!({"prompt": text}));
+            plan_prompt(input(&c, &l, &v)).unwrap()
+        };
+        let a = run("a __animal__ --seed 11");
+        let b = run("a __animal__ --seed 11");
+        assert_eq!(a.jobs[0].values["prompt"], b.jobs[0].values["prompt"]);
+        let picked = a.jobs[0].values["prompt"].as_str().unwrap().to_string();
+        assert!(
+            ["a cat", "a fox", "an owl", "a owl"].contains(&picked.as_str()),
+            "{picked}"
+        );
+        let r = run("a __animal__ --repeat 4");
+        let seeds: std::collections::BTreeSet<u64> = r
+            .jobs
+            .iter()
+            .map(|j| j.values["seed"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seeds.len(), 4, "each repeat has its own recorded seed");
+        assert!(r
+            .jobs
+            .iter()
+            .all(|j| j.sources["seed"] == ValueSource::Random));
+        let v = slash(json!({"prompt": "a __animl__"}));
+        let e = plan_prompt(input(&c, &l, &v)).unwrap_err();
+        assert!(e.contains("did you mean __animal__"), "{e}");
     }
 }

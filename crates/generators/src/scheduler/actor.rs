@@ -225,7 +225,7 @@ impl Actor {
                 is_admin,
                 reply,
             } => {
-                let _ = reply.send(self.submit(id, spec, origin, is_admin));
+                let _ = reply.send(self.submit(id, *spec, origin, is_admin));
             }
             Command::Cancel {
                 id,

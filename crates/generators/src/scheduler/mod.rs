@@ -208,7 +208,7 @@ pub enum JobPlace {
 enum Command {
     Submit {
         id: JobId,
-        spec: JobSpec,
+        spec: Box<JobSpec>,
         origin: Origin,
         is_admin: bool,
         reply: oneshot::Sender<Result<JobId, SubmitError>>,
@@ -360,7 +360,7 @@ impl Scheduler {
     ) -> Result<JobId, SubmitError> {
         ask(&self.commands, |reply| Command::Submit {
             id,
-            spec,
+            spec: Box::new(spec),
             origin,
             is_admin,
             reply,

@@ -8,7 +8,7 @@ use poise::serenity_prelude as serenity;
 use serde_json::Map;
 use serenity::CreateAutocompleteResponse;
 
-use super::{choices, launch_from_command, lora_names, put, say_ephemeral, Ctx};
+use super::{choices, launch_from_command, lora_names, put, say_ephemeral, Ask, Ctx};
 use crate::discord::Error;
 
 /// Upscale factors offered.
@@ -46,6 +46,9 @@ pub async fn generate(
     lora: Option<String>,
     #[description = "LoRA strength"] lora_strength: Option<f64>,
     #[description = "Start from this image (img2img)"] image: Option<serenity::Attachment>,
+    #[description = "A style from /styles"]
+    #[autocomplete = "ac_style"]
+    style: Option<String>,
 ) -> Result<(), Error> {
     let mut v = Map::new();
     v.insert("prompt".into(), prompt.into());
@@ -63,7 +66,13 @@ pub async fn generate(
     } else {
         WorkflowKind::Txt2img
     };
-    launch_from_command(ctx, kind, workflow, v, aspect, image.iter().collect()).await
+    let ask = Ask {
+        workflow,
+        aspect,
+        style,
+        ..Ask::new(kind, v)
+    };
+    launch_from_command(ctx, ask, image.iter().collect()).await
 }
 
 /// Edit an image by instruction.
@@ -85,7 +94,7 @@ pub async fn edit(
     v.insert("prompt".into(), instruction.into());
     put(&mut v, "seed", seed);
     let images: Vec<&serenity::Attachment> = std::iter::once(&image).chain(image2.iter()).collect();
-    launch_from_command(ctx, WorkflowKind::Edit, None, v, None, images).await
+    launch_from_command(ctx, Ask::new(WorkflowKind::Edit, v), images).await
 }
 
 /// Upscale an image.
@@ -103,7 +112,7 @@ pub async fn upscale(
         .unwrap_or(DEFAULT_FACTOR)
         .clamp(MIN_FACTOR, MAX_FACTOR);
     v.insert(FACTOR_PARAM.into(), factor.into());
-    launch_from_command(ctx, WorkflowKind::Upscale, None, v, None, vec![&image]).await
+    launch_from_command(ctx, Ask::new(WorkflowKind::Upscale, v), vec![&image]).await
 }
 
 /// Animate an image.
@@ -119,7 +128,7 @@ pub async fn animate(
     let mut v = Map::new();
     v.insert("prompt".into(), prompt.into());
     put(&mut v, "frames", frames);
-    launch_from_command(ctx, WorkflowKind::Video, None, v, None, vec![&image]).await
+    launch_from_command(ctx, Ask::new(WorkflowKind::Video, v), vec![&image]).await
 }
 
 /// Transform a video with NVIDIA Cosmos on the GPU host.
@@ -182,15 +191,11 @@ pub async fn cosmos(
     put(&mut v, "fps", fps);
     put(&mut v, "blur_strength", blur_strength);
     put(&mut v, "canny_threshold", canny_threshold);
-    launch_from_command(
-        ctx,
-        WorkflowKind::Video,
-        Some(cosmos_spec::TRANSFER_WORKFLOW.to_string()),
-        v,
-        None,
-        vec![&video],
-    )
-    .await
+    let ask = Ask {
+        workflow: Some(cosmos_spec::TRANSFER_WORKFLOW.to_string()),
+        ..Ask::new(WorkflowKind::Video, v)
+    };
+    launch_from_command(ctx, ask, vec![&video]).await
 }
 
 async fn ac_strength(_ctx: Ctx<'_>, partial: &str) -> CreateAutocompleteResponse {
@@ -224,6 +229,11 @@ async fn ac_aspect(_ctx: Ctx<'_>, partial: &str) -> CreateAutocompleteResponse {
             .map(|(n, _, _)| n.to_string()),
         partial,
     )
+}
+
+async fn ac_style(ctx: Ctx<'_>, partial: &str) -> CreateAutocompleteResponse {
+    let library = ctx.data().library();
+    choices(library.styles().map(|(n, _)| n.to_string()), partial)
 }
 
 async fn ac_lora(ctx: Ctx<'_>, partial: &str) -> CreateAutocompleteResponse {

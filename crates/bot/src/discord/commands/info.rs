@@ -120,6 +120,13 @@ pub async fn workflows(ctx: Ctx<'_>) -> Result<(), Error> {
     .await
 }
 
+/// The server's styles and wildcards.
+#[poise::command(slash_command)]
+pub async fn styles(ctx: Ctx<'_>) -> Result<(), Error> {
+    ctx.defer_ephemeral().await?;
+    say_ephemeral(ctx, render::styles_text(&ctx.data().library())).await
+}
+
 /// Every LoRA the backends offer.
 pub async fn lora_names(data: &Data) -> Vec<String> {
     let Some(status) = data.scheduler.status().await else {

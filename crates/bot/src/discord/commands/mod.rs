@@ -4,6 +4,7 @@ mod admin;
 mod generate;
 mod info;
 pub mod results;
+mod settings;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,10 +39,13 @@ pub fn all() -> Vec<poise::Command<Arc<Data>, Error>> {
         info::cancel(),
         info::history(),
         info::workflows(),
+        info::styles(),
         info::loras(),
         info::help(),
         results::show(),
         results::remix(),
+        settings::settings(),
+        settings::prefer(),
         results::upscale_message(),
         results::vary_message(),
         admin::admin(),
@@ -55,28 +59,64 @@ pub fn caller(ctx: &Ctx<'_>) -> Caller {
     caller_of(&i.user, i.member.as_deref(), i.guild_id, i.channel_id)
 }
 
-/// Defers publicly (the job's message), admits the caller, picks the workflow, fetches the
-/// attachments, and starts the job.
-async fn launch_from_command(
-    ctx: Ctx<'_>,
+/// What a job-starting command asks for.
+#[derive(Debug, Clone)]
+struct Ask {
     kind: WorkflowKind,
     workflow: Option<String>,
     values: Map<String, Value>,
     aspect: Option<String>,
+    style: Option<String>,
+}
+
+impl Ask {
+    fn new(kind: WorkflowKind, values: Map<String, Value>) -> Ask {
+        Ask {
+            kind,
+            workflow: None,
+            values,
+            aspect: None,
+            style: None,
+        }
+    }
+}
+
+/// Defers (publicly, or privately for a member whose results go to their DMs), admits the
+/// caller, plans the jobs, fetches the attachments, and starts each job.
+async fn launch_from_command(
+    ctx: Ctx<'_>,
+    ask: Ask,
     attachments: Vec<&serenity::Attachment>,
 ) -> Result<(), Error> {
     let at = Instant::now();
-    ctx.defer().await?;
     let data = ctx.data().clone();
-    let http = ctx.serenity_context().http.clone();
     let i = ctx.interaction;
+    let member = super::settings_panel::member_settings(&data, i.user.id.get());
+    if member.private && i.guild_id.is_some() {
+        ctx.defer_ephemeral().await?;
+    } else {
+        ctx.defer().await?;
+    }
+    let http = ctx.serenity_context().http.clone();
     let resp = Responder::new(&i.token, at, caller(&ctx), i.attachment_size_limit);
     if !launch::admit(&data, &http, &resp).await {
         return Ok(());
     }
     let has_inputs = !attachments.is_empty();
-    let plan =
-        generators::kinds::plan_prompt(&data.catalog(), kind, workflow, values, aspect, has_inputs);
+    let config = data.config();
+    let (catalog, library) = (data.catalog(), data.library());
+    let plan = generators::kinds::plan_prompt(generators::kinds::PromptInput {
+        catalog: &catalog,
+        library: &library,
+        kind: ask.kind,
+        named: ask.workflow.as_deref(),
+        slash: &ask.values,
+        slash_aspect: ask.aspect.as_deref(),
+        slash_style: ask.style.as_deref(),
+        has_inputs,
+        member: &member.prefs,
+        server: &config.defaults,
+    });
     let plan = match plan {
         Ok(p) => p,
         Err(msg) => {
@@ -120,6 +160,7 @@ async fn launch_from_command(
             aspect: job.aspect,
             inputs,
             parent: None,
+            sources: job.sources,
         };
         launch::start_job_at(&data, &http, &resp, id, req, placement).await;
     }

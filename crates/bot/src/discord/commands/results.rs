@@ -14,7 +14,7 @@ use serenity::{
     CreateActionRow, CreateInputText, CreateInteractionResponse, CreateModal, InputTextStyle,
 };
 
-use super::{caller, choices, launch_from_command, say_ephemeral, Ctx};
+use super::{caller, choices, launch_from_command, say_ephemeral, Ask, Ctx};
 use crate::discord::access::Caller;
 use crate::discord::buttons::{Action, Press};
 use crate::discord::components::PROMPT_INPUT;
@@ -32,6 +32,9 @@ const SHOW_CHOICES: usize = 25;
 pub fn may_show(record: &JobRecord, caller: &Caller, admin: bool) -> Result<(), String> {
     if admin || record.origin.owner == caller.user {
         return Ok(());
+    }
+    if record.origin.private {
+        return Err("That job was delivered privately; only its owner can show it.".into());
     }
     match record.origin.guild {
         None => Err("That job was made in direct messages; only its owner can show it.".into()),
@@ -164,7 +167,7 @@ pub async fn upscale_message(ctx: Ctx<'_>, message: serenity::Message) -> Result
     };
     let mut values = Map::new();
     values.insert("factor".into(), MESSAGE_UPSCALE_FACTOR.into());
-    launch_from_command(ctx, WorkflowKind::Upscale, None, values, None, vec![image]).await
+    launch_from_command(ctx, Ask::new(WorkflowKind::Upscale, values), vec![image]).await
 }
 
 /// Vary the image of any message (right-click → Apps → Vary): a form asks for the prompt,
@@ -218,12 +221,14 @@ mod tests {
                 values: Default::default(),
                 inputs: vec![],
                 parent: None,
+                sources: Default::default(),
             },
             origin: Origin {
                 owner,
                 guild,
                 channel: Some(5),
                 message: Some(6),
+                private: false,
             },
             state: JobState::Delivered,
             remote_id: None,
@@ -254,5 +259,10 @@ mod tests {
         assert!(e.contains("direct messages"), "{e}");
         assert!(may_show(&dm, &caller(2, Some(10)), true).is_ok());
         assert!(may_show(&dm, &caller(1, None), false).is_ok());
+        let mut private = record(1, Some(10));
+        private.origin.private = true;
+        let e = may_show(&private, &caller(2, Some(10)), false).unwrap_err();
+        assert!(e.contains("delivered privately"), "{e}");
+        assert!(may_show(&private, &caller(1, Some(10)), false).is_ok());
     }
 }
