@@ -61,7 +61,8 @@ fn ratio(r: &JobRecord) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_persist_apply_under_options_and_over_server_defaults() {
     let mut bot = BotUnderTest::start(HarnessOptions {
-        config: json!({"defaults": {"aspect": "3:2"}}),
+        // Few steps everywhere: a real CPU ComfyUI takes about 10 s a step at 16:9.
+        config: json!({"defaults": {"aspect": "3:2", "steps": 2}}),
         ..HarnessOptions::default()
     })
     .await;
@@ -80,7 +81,7 @@ async fn settings_persist_apply_under_options_and_over_server_defaults() {
 
     for (id, value, expect) in [
         ("cs:aspect", "16:9", "Aspect: **16:9**"),
-        ("cs:steps", "12", "Steps: **12**"),
+        ("cs:steps", "4", "Steps: **4**"),
     ] {
         let (ty, data) = answer(&bot, InteractionSpec::select(id, &[value], None)).await;
         assert_eq!(ty, 7, "the panel is redrawn in place");
@@ -130,7 +131,7 @@ async fn settings_persist_apply_under_options_and_over_server_defaults() {
     let (mine, result) = job_of(&bot, generate("a cat", USER_ID), USER_ID).await;
     let v = &mine.spec.values;
     assert_eq!(v["prompt"], "a cat, film grain");
-    assert_eq!(v["steps"], 12);
+    assert_eq!(v["steps"], 4, "the member's steps beat the server's");
     assert_eq!(v["negative"], "ugly, blurry");
     assert!((ratio(&mine) - 16.0 / 9.0).abs() < 0.2, "16:9: {v:?}");
     // An inline flag and a command option beat the settings.
@@ -159,6 +160,7 @@ async fn settings_persist_apply_under_options_and_over_server_defaults() {
         theirs.spec.values
     );
     assert_eq!(theirs.spec.values["prompt"], "a cow");
+    assert_eq!(theirs.spec.values["steps"], 2, "the server's default steps");
 
     // Remix (set in the panel before the restart) applies to a follow-up: the form first.
     let message = bot.discord.message(result).unwrap();
@@ -180,7 +182,7 @@ async fn settings_persist_apply_under_options_and_over_server_defaults() {
         data["content"]
             .as_str()
             .unwrap()
-            .contains("Steps: workflow default"),
+            .contains("Steps: server default (2)"),
         "{data}"
     );
     bot.shutdown().await;
