@@ -250,6 +250,30 @@ impl BotUnderTest {
     }
 
     /// One user's jobs in the bot's journal, newest first (read beside the running bot).
+    /// The ephemeral follow-up (a refusal, a private note) the interaction with `token` ends
+    /// with; asserts it is ephemeral.
+    pub async fn private_followup(&self, token: &str, timeout: Duration) -> String {
+        let r = self
+            .discord
+            .wait_for_request(
+                |r| {
+                    r.method == "POST"
+                        && r.route().contains(token)
+                        && !r.route().ends_with("/callback")
+                },
+                timeout,
+            )
+            .await
+            .expect("an ephemeral follow-up");
+        let json = r.json.expect("json");
+        assert_eq!(
+            json["flags"].as_u64().unwrap_or(0) & 64,
+            64,
+            "ephemeral: {json}"
+        );
+        json["content"].as_str().unwrap_or_default().to_string()
+    }
+
     pub fn jobs_of(&self, owner: u64) -> Vec<generators::JobRecord> {
         use generators::Journal as _;
         let journal = generators::SqliteJournal::open(&self.dir.join("data/journal.sqlite3"))

@@ -30,6 +30,10 @@ pub enum WorkflowKind {
     /// Pad the image and draw the border: Zoom Out, Make Square, Pan.
     Outpaint,
     Video,
+    /// Image in, text out (a captioner feeding `PreviewAny`): prompts from a picture.
+    Describe,
+    /// Several images in, one out (`/blend`).
+    Blend,
     #[default]
     Custom,
 }

@@ -388,6 +388,31 @@ impl ComfyGenerator {
                 sidecar: sidecar_path,
             });
         }
+        // Text a node showed (`PreviewAny`, a captioner's `text`): one file per node, its
+        // entries a line each, so a describe job's prompts are kept like any output.
+        for (node, ui) in &out.other {
+            let Some(Value::Array(entries)) = ui.get("text") else {
+                continue;
+            };
+            let text: Vec<&str> = entries.iter().filter_map(Value::as_str).collect();
+            if text.is_empty() {
+                continue;
+            }
+            let bytes = text.join("\n").into_bytes();
+            let index = saved.len() + 1;
+            match outputs::save_output(&self.inner.out_dir, &stem, index, "txt", &bytes).await {
+                Ok(path) => saved.push(SavedOutput {
+                    kind: crate::job::OutputKind::Text,
+                    bytes: bytes.len() as u64,
+                    path,
+                    sidecar: None,
+                }),
+                Err(e) => {
+                    tracing::warn!(job = %job.id, node, error = %e, "could not save a text output");
+                    return failed(e.to_string(), false);
+                }
+            }
+        }
         GenOutcome::Succeeded(saved)
     }
 

@@ -167,6 +167,8 @@ pub enum OutputKind {
     Animation,
     Video,
     Audio,
+    /// Text a node showed (`PreviewAny`, a captioner), saved as a `.txt` file.
+    Text,
     Other,
 }
 

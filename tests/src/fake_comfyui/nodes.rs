@@ -351,6 +351,32 @@ pub(crate) async fn run(ctx: &mut NodeCtx<'_>) -> Result<NodeOut, NodeError> {
             let out = Img::new(a.w as u64, a.h as u64, a.batch as u64 + b.batch as u64, a.rgb);
             NodeOut::values(vec![Val::Image(out)])
         }
+        "PrimitiveString" | "PrimitiveStringMultiline" => NodeOut::values(vec![Val::Literal(
+            Value::String(ctx.string("value", "")),
+        )]),
+        "PreviewAny" => {
+            // As ComfyUI's: a string as is, numbers and flags as text, anything else as JSON.
+            let text = match ctx.inputs.get("source") {
+                Some(Val::Literal(Value::String(s))) => s.clone(),
+                Some(Val::Literal(v)) => v.to_string(),
+                Some(Val::Missing) | None => "None".to_string(),
+                Some(_) => "source exists, but could not be serialized.".to_string(),
+            };
+            Ok(NodeOut {
+                outputs: Vec::new(),
+                ui: Some(obj([("text", Value::Array(vec![Value::String(text)]))])),
+            })
+        }
+        "LatentBlend" => {
+            // samples1 × factor + samples2 × (1 − factor), at samples1's size.
+            let (a, b) = (ctx.latent("samples1")?, ctx.latent("samples2")?);
+            let f = ctx.float("blend_factor", 0.5).clamp(0.0, 1.0);
+            let mut out = a;
+            for (o, (x, y)) in out.rgb.iter_mut().zip(a.rgb.iter().zip(b.rgb.iter())) {
+                *o = (*x as f64 * f + *y as f64 * (1.0 - f)).round() as u8;
+            }
+            NodeOut::values(vec![Val::Latent(out)])
+        }
         "SaveImage" => save_images(ctx, Dir::Output, "").await,
         "PreviewImage" => {
             let prefix = ctx.temp_prefix.to_string();

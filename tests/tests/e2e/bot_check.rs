@@ -39,6 +39,8 @@ async fn check_reports_missing_models_by_workflow() {
         report.workflows,
         vec![
             "animate",
+            "blend",
+            "describe",
             "edit",
             "img2img",
             "outpaint",
@@ -58,6 +60,7 @@ async fn check_reports_missing_models_by_workflow() {
         failing,
         vec![
             "animate",
+            "blend",
             "edit",
             "img2img",
             "outpaint",

@@ -195,7 +195,7 @@ async fn bad_input_is_refused_before_any_request() {
     ));
     assert!(
         err.to_string()
-            .contains("available: animate, edit, img2img, outpaint, scale_image, txt2img"),
+            .contains("available: animate, blend, describe, edit, img2img, outpaint, scale_image"),
         "{err}"
     );
     assert!(

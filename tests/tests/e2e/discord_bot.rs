@@ -45,23 +45,7 @@ async fn ack(bot: &BotUnderTest, id: u64) -> tests::fake_discord::RecordedReques
 
 /// The ephemeral error a refused interaction ends with.
 async fn refusal(bot: &BotUnderTest, token: &str) -> String {
-    let r = bot
-        .discord
-        .wait_for_request(
-            |r| {
-                r.method == "POST" && r.route().contains(token) && !r.route().ends_with("/callback")
-            },
-            WAIT,
-        )
-        .await
-        .expect("an ephemeral follow-up");
-    let json = r.json.expect("json");
-    assert_eq!(
-        json["flags"].as_u64().unwrap_or(0) & 64,
-        64,
-        "ephemeral: {json}"
-    );
-    json["content"].as_str().unwrap_or_default().to_string()
+    bot.private_followup(token, WAIT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -755,7 +739,7 @@ async fn information_and_admin_commands() {
     ask(
         &bot,
         sub("reload").by_user(USER_ID),
-        "Reloaded: 9 workflow(s)",
+        "Reloaded: 11 workflow(s)",
     )
     .await;
     // Clear removes waiting jobs and says how many.

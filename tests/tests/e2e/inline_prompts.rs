@@ -30,23 +30,7 @@ fn jobs(bot: &BotUnderTest) -> Vec<JobRecord> {
 
 /// The private refusal an interaction ended with.
 async fn refusal(bot: &BotUnderTest, token: &str) -> String {
-    let r = bot
-        .discord
-        .wait_for_request(
-            |r| {
-                r.method == "POST" && r.route().contains(token) && !r.route().ends_with("/callback")
-            },
-            WAIT,
-        )
-        .await
-        .expect("an ephemeral follow-up");
-    let json = r.json.expect("json");
-    assert_eq!(
-        json["flags"].as_u64().unwrap_or(0) & 64,
-        64,
-        "ephemeral: {json}"
-    );
-    json["content"].as_str().unwrap_or_default().to_string()
+    bot.private_followup(token, WAIT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

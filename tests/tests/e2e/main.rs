@@ -9,6 +9,7 @@ mod comfyui_faults;
 mod config_docs;
 mod cosmos_backend;
 mod cosmos_host_selftest;
+mod describe_blend;
 mod discord_bot;
 mod fake_comfyui_selftest;
 mod fake_discord_selftest;

@@ -41,10 +41,12 @@ pub enum Action {
     Retry,
     /// The submit of the "Vary" message command's form; the "job" is the message's id.
     VaryMessage,
+    /// 1–4 under a describe result: generate with that prompt.
+    Described,
 }
 
 impl Action {
-    const ALL: [Action; 21] = [
+    const ALL: [Action; 22] = [
         Action::Pick,
         Action::Upscale,
         Action::UpscaleCreative,
@@ -66,6 +68,7 @@ impl Action {
         Action::EditSubmit,
         Action::Retry,
         Action::VaryMessage,
+        Action::Described,
     ];
 
     fn code(self) -> &'static str {
@@ -92,6 +95,7 @@ impl Action {
             Action::EditSubmit => "editm",
             Action::Retry => "retry",
             Action::VaryMessage => "mv",
+            Action::Described => "dp",
         }
     }
 
@@ -110,6 +114,7 @@ impl Action {
             Action::Animate => Derivation::Animate,
             Action::Retry => Derivation::Retry,
             Action::EditSubmit => Derivation::Edit,
+            Action::Described => Derivation::Described,
             Action::Pick
             | Action::VaryMessage
             | Action::Edit
@@ -171,7 +176,7 @@ impl Press {
             id.push_str(FORM_MARK);
         }
         id.push_str(&format!(":{}:{}", self.action.code(), self.job.as_str()));
-        if self.image > 0 || self.action == Action::Pick {
+        if self.image > 0 || matches!(self.action, Action::Pick | Action::Described) {
             id.push_str(&format!(":{}", self.image + 1));
         }
         id
@@ -245,7 +250,22 @@ pub fn result_rows(job: &JobId, offers: Offers, image: Option<usize>) -> Vec<Cre
     let secondary = ButtonStyle::Secondary;
     let mut rows: Vec<Vec<CreateButton>> = Vec::new();
     let grid = image.is_none() && (2..=MAX_GRID_IMAGES).contains(&offers.images);
-    if grid {
+    if offers.prompts > 0 {
+        // A describe result: one button per prompt, then the job again, Info and Delete.
+        rows.push(
+            (0..offers.prompts.min(MAX_GRID_IMAGES))
+                .map(|i| {
+                    let p = Press::new(Action::Described, job).on_image(i);
+                    button(p, &(i + 1).to_string(), ButtonStyle::Primary)
+                })
+                .collect(),
+        );
+        rows.push(vec![
+            button(press(Action::Reroll), "🔄 Reroll", secondary),
+            button(press(Action::Info), "Info", secondary),
+            button(press(Action::Delete), "Delete", ButtonStyle::Danger),
+        ]);
+    } else if grid {
         let mut picks: Vec<CreateButton> = (0..offers.images)
             .map(|i| {
                 let p = Press::new(Action::Pick, job).on_image(i);
@@ -415,6 +435,7 @@ mod tests {
     }
 
     const ALL: Offers = Offers {
+        prompts: 0,
         images: 1,
         upscale: true,
         upscale_creative: true,

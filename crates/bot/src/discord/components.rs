@@ -342,10 +342,18 @@ async fn derive(data: &Arc<Data>, http: &Http, resp: &Responder, source: &JobId,
         return;
     }
     let lookup = |id: &JobId| data.journal.get(id).ok().flatten();
-    let req = match data.kinds().derive(&record, &follow, &lookup) {
+    let mut req = match data.kinds().derive(&record, &follow, &lookup) {
         Ok(r) => r,
         Err(e) => return resp.fail(http, &e.to_string()).await,
     };
+    // Settings apply to follow-ups too, where the follow-up sets nothing of its own.
+    let member = settings_panel::member_settings(data, resp.caller.user);
+    generators::kinds::fill_follow_up(
+        &data.catalog(),
+        &mut req,
+        &member.prefs,
+        &data.config().defaults,
+    );
     launch::start_job(data, http, resp, JobId::new(), req).await;
 }
 

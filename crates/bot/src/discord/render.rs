@@ -189,6 +189,19 @@ pub fn info_text(record: &JobRecord) -> String {
     format!("{body}\n{command}")
 }
 
+/// A describe result's prompts, numbered like its buttons.
+pub fn described_list(prompts: &[String]) -> String {
+    let mut lines = vec!["**Prompts from your image** (a number below draws it):".to_string()];
+    for (i, p) in prompts.iter().enumerate() {
+        lines.push(format!(
+            "**{}.** {}",
+            i + 1,
+            code_safe(&truncate_chars(p, 400))
+        ));
+    }
+    lines.join("\n")
+}
+
 /// `/styles`: each style with what it does, then the wildcards.
 pub fn styles_text(library: &generators::styles::Library) -> String {
     let mut lines = Vec::new();

@@ -41,9 +41,13 @@ fn prepare_uploads(
         .iter()
         .filter(|o| o.kind == OutputKind::Image)
         .collect();
+    // Text outputs are shown in the message itself.
     let chosen: Vec<&SavedOutput> = match image {
         Some(i) => images.get(i).copied().into_iter().collect(),
-        None => outputs.iter().collect(),
+        None => outputs
+            .iter()
+            .filter(|o| o.kind != OutputKind::Text)
+            .collect(),
     };
     if image.is_none() && images.len() == outputs.len() && GRID_IMAGES.contains(&images.len()) {
         let paths: Vec<_> = images.iter().map(|o| o.path.clone()).collect();
@@ -99,7 +103,15 @@ pub async fn result_message(
             MAX_CONTENT_CHARS,
         );
     }
-    let rows = buttons::result_rows(&record.id, data.kinds().offers(record), image);
+    let offers = data.kinds().offers(record);
+    if offers.prompts > 0 {
+        let prompts = generators::kinds::describe::described_prompts(record);
+        content = render::truncate_chars(
+            &format!("{}\n{content}", render::described_list(&prompts)),
+            MAX_CONTENT_CHARS,
+        );
+    }
+    let rows = buttons::result_rows(&record.id, offers, image);
     ResultMessage {
         content,
         rows,

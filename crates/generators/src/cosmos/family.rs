@@ -144,7 +144,8 @@ impl JobFamily for CosmosFamily {
             Derivation::UpscaleCreative
             | Derivation::Vary(_)
             | Derivation::Reframe(_)
-            | Derivation::Animate => {
+            | Derivation::Animate
+            | Derivation::Described => {
                 return Err(DeriveError::new(
                     "That button does not work on Cosmos results.",
                 ))

@@ -17,6 +17,10 @@ use crate::job::{upscale_target, InputFile, JobRecord, JobSpec, OutputKind, Valu
 /// The request value that asks for an upscale by a factor. A workflow that takes a target
 /// size instead gets one computed from the input image.
 pub const FACTOR_PARAM: &str = "factor";
+/// The fewest images a blend takes.
+pub const MIN_BLEND_IMAGES: usize = 2;
+/// A blend workflow's weights: `mix2` … `mixN` (see `prepare`).
+pub const BLEND_MIX_PREFIX: &str = "mix";
 /// The Upscale follow-up's factor.
 pub const FOLLOW_UP_UPSCALE_FACTOR: f64 = 2.0;
 /// Values a variation never copies from its source: the source image fixes the size.
@@ -32,6 +36,8 @@ pub fn kind_name(kind: WorkflowKind) -> &'static str {
         WorkflowKind::UpscaleCreative => "upscale_creative",
         WorkflowKind::Outpaint => "outpaint",
         WorkflowKind::Video => "animate",
+        WorkflowKind::Describe => "describe",
+        WorkflowKind::Blend => "blend",
         WorkflowKind::Custom => "custom",
     }
 }
@@ -239,6 +245,36 @@ impl JobFamily for CatalogFamily {
                 available: self.workflows().join(", "),
             })?;
         let images = image_params(def);
+        let mut req = req;
+        if def.manifest.kind == WorkflowKind::Blend {
+            if !(MIN_BLEND_IMAGES..=images.len().max(MIN_BLEND_IMAGES)).contains(&req.inputs.len())
+            {
+                return Err(PrepareError::BlendImages {
+                    count: req.inputs.len(),
+                    min: MIN_BLEND_IMAGES,
+                    max: images.len(),
+                });
+            }
+            // Fewer images than the workflow has slots: they repeat in order (3 images in 5
+            // slots: 1 2 3 1 2), so every slot is filled.
+            let given = req.inputs.clone();
+            req.inputs = given.iter().cycle().take(images.len()).cloned().collect();
+            // `mixK`, where the workflow has it, is the share slot K keeps from the slots
+            // before it: (K−1)/K makes a running mean, and 1 past the images given ignores the
+            // repeats, so every image given counts the same.
+            for k in 2..=images.len() {
+                let name = format!("{BLEND_MIX_PREFIX}{k}");
+                if def.manifest.params.contains_key(&name) && !req.values.contains_key(&name) {
+                    let keep = if k <= given.len() {
+                        (k as f64 - 1.0) / k as f64
+                    } else {
+                        1.0
+                    };
+                    let keep = (keep * 10_000.0).round() / 10_000.0;
+                    req.values.insert(name, Value::from(keep));
+                }
+            }
+        }
         if req.inputs.len() > images.len() {
             return Err(PrepareError::ImageCount {
                 workflow: req.workflow,
@@ -315,6 +351,14 @@ impl JobFamily for CatalogFamily {
             animate: image && self.has(WorkflowKind::Video),
             reframe,
             square,
+            prompts: if self
+                .def(&record.spec.workflow)
+                .is_some_and(|d| d.manifest.kind == WorkflowKind::Describe)
+            {
+                super::describe::described_prompts(record).len()
+            } else {
+                0
+            },
         }
     }
 
@@ -449,6 +493,30 @@ impl JobFamily for CatalogFamily {
                 if let Some(p) = prompt() {
                     req.values.insert("prompt".into(), p.into());
                 }
+            }
+            Derivation::Described => {
+                // Prompt n of a describe result, drawn at the described image's aspect.
+                let prompts = super::describe::described_prompts(source);
+                let chosen = follow
+                    .prompt
+                    .clone()
+                    .or_else(|| prompts.get(follow.image).cloned())
+                    .ok_or_else(|| {
+                        DeriveError(format!("This result has no prompt {}.", follow.image + 1))
+                    })?;
+                let def = self.pick(WorkflowKind::Txt2img, &["prompt"])?;
+                req.workflow = def.name.clone();
+                req.values.insert("prompt".into(), Value::String(chosen));
+                let sized = ["width", "height"]
+                    .iter()
+                    .all(|k| def.manifest.params.contains_key(*k));
+                req.aspect = source
+                    .spec
+                    .inputs
+                    .first()
+                    .and_then(|i| image_size(&i.path))
+                    .filter(|_| sized)
+                    .and_then(|(w, h)| super::describe::aspect_of(w, h));
             }
         }
         Ok(req)
@@ -588,6 +656,93 @@ mod tests {
         FollowUp::new(how)
     }
 
+    fn png_input(dir: &Path, name: &str, w: u32, h: u32) -> LocalInput {
+        let path = dir.join(name);
+        image::RgbImage::new(w, h).save(&path).unwrap();
+        LocalInput {
+            path,
+            format: MediaFormat::Png,
+        }
+    }
+
+    #[test]
+    fn a_blend_fills_every_slot_and_weighs_each_image_given_equally() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = kinds();
+        let three: Vec<LocalInput> = ["a", "b", "c"]
+            .iter()
+            .map(|n| png_input(dir.path(), &format!("{n}.png"), 64, 64))
+            .collect();
+        let mut req = request("blend", json!({}));
+        req.inputs = three.clone();
+        let spec = k.prepare(req, &mut rand::thread_rng()).unwrap();
+        let order: Vec<_> = spec.inputs.iter().map(|i| i.path.clone()).collect();
+        let expect: Vec<_> = [0, 1, 2, 0, 1]
+            .iter()
+            .map(|&i| three[i].path.clone())
+            .collect();
+        assert_eq!(order, expect, "3 images in 5 slots repeat in order");
+        let mix: Vec<f64> = (2..=5)
+            .map(|i| spec.values[&format!("mix{i}")].as_f64().unwrap())
+            .collect();
+        assert_eq!(mix, [0.5, 0.6667, 1.0, 1.0]);
+        // Shares of the mean: image k keeps Π later mixes × (1 − its own mix).
+        let share = |k: usize| {
+            let own = if k == 1 { 1.0 } else { 1.0 - mix[k - 2] };
+            own * mix[k - 1..].iter().product::<f64>()
+        };
+        for k in 1..=3 {
+            assert!(
+                (share(k) - 1.0 / 3.0).abs() < 1e-3,
+                "image {k}: {}",
+                share(k)
+            );
+        }
+        let mut one = request("blend", json!({}));
+        one.inputs = three[..1].to_vec();
+        let e = k.prepare(one, &mut rand::thread_rng()).unwrap_err();
+        assert_eq!(e.to_string(), "a blend takes 2 to 5 images; 1 given");
+    }
+
+    #[test]
+    fn a_described_prompt_draws_at_the_described_images_aspect() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = kinds();
+        let mut req = request("describe", json!({}));
+        req.inputs.push(png_input(dir.path(), "wide.png", 96, 64));
+        let spec = k.prepare(req, &mut rand::thread_rng()).unwrap();
+        let text = dir.path().join("caption.txt");
+        std::fs::write(&text, "1. a red fox\n2. a fox, watercolor").unwrap();
+        let source = JobRecord {
+            id: JobId::new(),
+            spec,
+            origin: Origin::default(),
+            state: JobState::Finished,
+            remote_id: None,
+            outputs: vec![SavedOutput {
+                path: text,
+                kind: OutputKind::Text,
+                bytes: 10,
+                sidecar: None,
+            }],
+            attempts: 1,
+            seq: 0,
+            created_ms: 0,
+            started_ms: None,
+            finished_ms: None,
+        };
+        assert_eq!(k.offers(&source).prompts, 2);
+        let mut f = follow(Derivation::Described);
+        f.image = 1;
+        let req = k.derive(&source, &f, &none).unwrap();
+        assert_eq!(req.workflow, "txt2img");
+        assert_eq!(req.values["prompt"], "a fox, watercolor");
+        assert_eq!(req.aspect.as_deref(), Some("3:2"));
+        f.image = 3;
+        let e = k.derive(&source, &f, &none).unwrap_err();
+        assert!(e.to_string().contains("no prompt 4"), "{e}");
+    }
+
     #[test]
     fn follow_ups_build_the_next_job_from_the_journal() {
         let dir = tempfile::tempdir().unwrap();
@@ -604,6 +759,7 @@ mod tests {
                 animate: true,
                 reframe: true,
                 square: true,
+                prompts: 0,
             }
         );
         let reroll = k

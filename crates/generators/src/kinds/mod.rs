@@ -5,6 +5,7 @@
 //! front-end never names a backend kind.
 
 pub mod catalog;
+pub mod describe;
 pub mod prompt;
 pub mod reframe;
 
@@ -18,7 +19,7 @@ use validation::{MediaFormat, Refusal};
 use crate::job::{JobId, JobRecord, JobSpec, ValueSource};
 
 pub use catalog::{choose_workflow, kind_name, vary_image, CatalogFamily};
-pub use prompt::{plan_prompt, PlannedJob, PromptInput, PromptPlan};
+pub use prompt::{fill_follow_up, plan_prompt, PlannedJob, PromptInput, PromptPlan};
 pub use reframe::{Direction, Padding, Reframe};
 
 /// An input file already on disk and checked.
@@ -57,6 +58,12 @@ pub enum PrepareError {
         count: usize,
         takes: usize,
     },
+    #[error("a blend takes {min} to {max} images; {count} given")]
+    BlendImages {
+        count: usize,
+        min: usize,
+        max: usize,
+    },
     #[error("{0}")]
     Refused(#[from] Refusal),
     /// The workflow itself is broken (an admin's problem, not the user's).
@@ -82,6 +89,8 @@ pub enum Derivation {
     /// The image extended by outpainting.
     Reframe(Reframe),
     Animate,
+    /// A generation from prompt [`FollowUp::image`] of a describe result.
+    Described,
 }
 
 /// How far a variation departs from its source (the denoise comes from the workflow's
@@ -126,6 +135,8 @@ pub struct Offers {
     pub reframe: bool,
     /// Make Square (a reframe of an image that is not square).
     pub square: bool,
+    /// Prompts a describe result offers (buttons 1–4).
+    pub prompts: usize,
 }
 
 /// Finds a job in the journal (the source's ancestors, for a prompt a follow-up inherits).

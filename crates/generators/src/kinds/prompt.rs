@@ -246,6 +246,43 @@ pub fn plan_prompt(input: PromptInput<'_>) -> Result<PromptPlan, String> {
     Ok(PromptPlan { workflow, jobs })
 }
 
+/// A follow-up's request (a button, a form) with the settings filled in where it sets
+/// nothing of its own: the negative prompt, steps, and the aspect when it has no size. Most
+/// follow-ups inherit their source's values, so this mostly serves jobs that start afresh
+/// (a described prompt drawn).
+pub fn fill_follow_up(
+    catalog: &Catalog,
+    req: &mut crate::JobRequest,
+    member: &Preferences,
+    server: &Preferences,
+) {
+    let Some(def) = catalog.get(&req.workflow) else {
+        return;
+    };
+    let mut put = |name: &str, v: Value, source: ValueSource| {
+        if !req.values.contains_key(name) && fits(def, name, &v) {
+            req.values.insert(name.to_string(), v);
+            req.sources.insert(name.to_string(), source);
+        }
+    };
+    if let Some((neg, src)) = layered(&member.negative, &server.negative) {
+        put("negative", Value::String(neg), src);
+    }
+    if let Some((steps, src)) = layered(&member.steps, &server.steps) {
+        put("steps", Value::from(steps), src);
+    }
+    let takes_size = ["width", "height"]
+        .iter()
+        .all(|k| def.manifest.params.contains_key(*k));
+    let sized = req.values.contains_key("width") || req.values.contains_key("height");
+    if takes_size && !sized && req.aspect.is_none() && req.inputs.is_empty() {
+        if let Some((aspect, src)) = layered(&member.aspect, &server.aspect) {
+            req.aspect = Some(aspect);
+            req.sources.insert("aspect".into(), src);
+        }
+    }
+}
+
 /// The style asked for: the command's option, else `--style`, else the settings'. One the
 /// server does not have is refused when asked for, and skipped when it is only a setting
 /// (an admin may have removed it).
@@ -498,6 +535,40 @@ mod tests {
             "a workflow of another kind is not used"
         );
         assert!(!p.jobs[0].values.contains_key("steps"));
+    }
+
+    #[test]
+    fn a_follow_up_gets_the_settings_it_does_not_set_itself() {
+        let c = catalog();
+        let member = Preferences {
+            steps: Some(6),
+            aspect: Some("16:9".into()),
+            ..NONE
+        };
+        let server = Preferences {
+            negative: Some("ugly".into()),
+            steps: Some(3),
+            ..NONE
+        };
+        let mut req = crate::JobRequest {
+            workflow: "txt2img".into(),
+            values: slash(json!({"prompt": "a fox", "negative": "blurry"})),
+            ..crate::JobRequest::default()
+        };
+        fill_follow_up(&c, &mut req, &member, &server);
+        assert_eq!(req.values["steps"], 6);
+        assert_eq!(req.sources["steps"], ValueSource::Member);
+        assert_eq!(req.values["negative"], "blurry", "its own value stays");
+        assert_eq!(req.aspect.as_deref(), Some("16:9"));
+        let mut sized = crate::JobRequest {
+            workflow: "txt2img".into(),
+            values: slash(json!({"prompt": "a fox", "width": 64, "height": 64})),
+            aspect: None,
+            ..crate::JobRequest::default()
+        };
+        fill_follow_up(&c, &mut sized, &NONE, &server);
+        assert_eq!(sized.aspect, None, "a sized job keeps its size");
+        assert_eq!(sized.sources["negative"], ValueSource::Server);
     }
 
     fn library() -> Library {

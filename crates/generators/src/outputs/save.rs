@@ -168,6 +168,7 @@ pub fn kind_of(filename: &str, animated: bool) -> OutputKind {
         "png" | "jpg" | "jpeg" | "webp" | "bmp" | "tif" | "tiff" | "avif" => OutputKind::Image,
         "mp4" | "webm" | "mov" | "mkv" | "avi" | "m4v" => OutputKind::Video,
         "wav" | "mp3" | "flac" | "ogg" | "opus" | "m4a" | "aac" => OutputKind::Audio,
+        "txt" => OutputKind::Text,
         _ => OutputKind::Other,
     }
 }

@@ -131,6 +131,39 @@ pub async fn animate(
     launch_from_command(ctx, Ask::new(WorkflowKind::Video, v), vec![&image]).await
 }
 
+/// Prompts from an image: press 1–4 on the answer to draw one.
+#[poise::command(slash_command)]
+pub async fn describe(
+    ctx: Ctx<'_>,
+    #[description = "The image to describe"] image: serenity::Attachment,
+) -> Result<(), Error> {
+    let ask = Ask::new(WorkflowKind::Describe, Map::new());
+    launch_from_command(ctx, ask, vec![&image]).await
+}
+
+/// Blend 2–5 images into one picture.
+#[poise::command(slash_command)]
+pub async fn blend(
+    ctx: Ctx<'_>,
+    #[description = "First image"] image1: serenity::Attachment,
+    #[description = "Second image"] image2: serenity::Attachment,
+    #[description = "Third image"] image3: Option<serenity::Attachment>,
+    #[description = "Fourth image"] image4: Option<serenity::Attachment>,
+    #[description = "Fifth image"] image5: Option<serenity::Attachment>,
+    #[description = "What the blend should show (optional)"]
+    #[max_length = 2000]
+    prompt: Option<String>,
+) -> Result<(), Error> {
+    let mut v = Map::new();
+    put(&mut v, "prompt", prompt);
+    let images: Vec<&serenity::Attachment> = [Some(&image1), Some(&image2)]
+        .into_iter()
+        .chain([image3.as_ref(), image4.as_ref(), image5.as_ref()])
+        .flatten()
+        .collect();
+    launch_from_command(ctx, Ask::new(WorkflowKind::Blend, v), images).await
+}
+
 /// Transform a video with NVIDIA Cosmos on the GPU host.
 #[poise::command(slash_command)]
 #[allow(clippy::too_many_arguments)]

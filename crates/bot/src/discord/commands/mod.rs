@@ -34,6 +34,8 @@ pub fn all() -> Vec<poise::Command<Arc<Data>, Error>> {
         generate::edit(),
         generate::upscale(),
         generate::animate(),
+        generate::describe(),
+        generate::blend(),
         info::status(),
         info::queue(),
         info::cancel(),
@@ -48,6 +50,7 @@ pub fn all() -> Vec<poise::Command<Arc<Data>, Error>> {
         settings::prefer(),
         results::upscale_message(),
         results::vary_message(),
+        results::describe_message(),
         admin::admin(),
         generate::cosmos(),
     ]

@@ -170,6 +170,16 @@ pub async fn upscale_message(ctx: Ctx<'_>, message: serenity::Message) -> Result
     launch_from_command(ctx, Ask::new(WorkflowKind::Upscale, values), vec![image]).await
 }
 
+/// Prompts from the image of any message (right-click → Apps → Describe), as `/describe`.
+#[poise::command(context_menu_command = "Describe")]
+pub async fn describe_message(ctx: Ctx<'_>, message: serenity::Message) -> Result<(), Error> {
+    let Some(image) = first_image(&message) else {
+        return say_ephemeral(ctx, NO_IMAGE.into()).await;
+    };
+    let ask = Ask::new(WorkflowKind::Describe, Map::new());
+    launch_from_command(ctx, ask, vec![image]).await
+}
+
 /// Vary the image of any message (right-click → Apps → Vary): a form asks for the prompt,
 /// prefilled with the message's text.
 #[poise::command(context_menu_command = "Vary")]
