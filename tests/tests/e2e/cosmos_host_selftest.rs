@@ -58,6 +58,33 @@ fn finish(mut child: Child, timeout: Duration) -> Output {
     }
 }
 
+/// Waits (within `TIMEOUT`) until a process whose arguments include every one of `words`
+/// runs: the remote end of an SSH command has started. The local `ssh` client holds the
+/// remote command as one argument, so it never matches.
+fn await_remote(words: &[&str]) {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let running = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                    let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                    words.iter().all(|w| args.contains(&w.as_bytes()))
+                })
+            });
+        if running {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no process with {words:?} after {TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn ssh(host: &CosmosHost, command: &str) -> Output {
     run(host.ssh(command))
 }
@@ -256,11 +283,10 @@ fn kill_gives_137_and_a_dropped_session_leaves_the_container_running() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("follower");
-    let deadline = Instant::now() + TIMEOUT;
-    while host.kill_sessions() == 0 {
-        assert!(Instant::now() < deadline, "no session to cut");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Cut only once `docker logs -f` runs on the host: before that, the only session to cut
+    // may be the previous command's, closing (a loaded machine shows it).
+    await_remote(&["logs", "-f", "victim"]);
+    assert!(host.kill_sessions() > 0, "no session to cut");
     let out = finish(follower, TIMEOUT);
     assert_eq!(out.status.code(), Some(255), "ssh sees the drop");
     assert!(host.container("victim").expect("victim").running);
@@ -272,7 +298,7 @@ fn kill_gives_137_and_a_dropped_session_leaves_the_container_running() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("waiter");
-    std::thread::sleep(Duration::from_millis(300));
+    await_remote(&["wait", "victim"]);
     assert_eq!(ok(&host, "sudo docker kill victim").trim(), "victim");
     let waited = finish(waiter, TIMEOUT);
     assert_eq!(
