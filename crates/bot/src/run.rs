@@ -203,6 +203,7 @@ pub async fn run_workflow<S: ProgressSink>(
         inputs: images,
         parent: None,
         sources: Default::default(),
+        templates: Default::default(),
     };
     let spec = kinds.prepare(request, &mut rand::thread_rng())?;
     let values = spec.values.clone();

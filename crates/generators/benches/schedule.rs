@@ -57,6 +57,7 @@ fn record(user: u64, i: usize) -> JobRecord {
             inputs: Vec::new(),
             parent: None,
             sources: Default::default(),
+            templates: Default::default(),
         },
         origin: Origin {
             owner: user,

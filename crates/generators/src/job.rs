@@ -71,6 +71,9 @@ pub struct JobSpec {
     /// started the job: a button, the CLI, an older record).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<String, ValueSource>,
+    /// Texts with wildcards as typed, before the picks (a reroll picks again).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub templates: BTreeMap<String, String>,
 }
 
 /// Where a job's value came from, highest precedence first: a command's option, an inline

@@ -75,6 +75,7 @@ fn job(kind: CosmosKind, prompt: &str) -> GenJob {
             }],
             parent: None,
             sources: Default::default(),
+            templates: Default::default(),
         },
         remote_id: None,
         created_ms: generators::now_ms(),

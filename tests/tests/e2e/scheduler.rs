@@ -91,6 +91,7 @@ fn spec(seconds: f64, color: u64) -> JobSpec {
         inputs: Vec::new(),
         parent: None,
         sources: Default::default(),
+        templates: Default::default(),
     }
 }
 
@@ -387,6 +388,7 @@ async fn input_images_are_uploaded_to_the_backend_that_runs_the_job() {
         }],
         parent: None,
         sources: Default::default(),
+        templates: Default::default(),
     };
     r.scheduler.submit(spec, origin(1), false).await.unwrap();
     let seen = r
@@ -454,6 +456,7 @@ async fn a_job_goes_to_the_backend_that_has_its_checkpoint() {
         inputs: Vec::new(),
         parent: None,
         sources: Default::default(),
+        templates: Default::default(),
     };
     // Submit until both backends have been probed (before that the job just waits).
     s.submit(spec.clone(), origin(1), false).await.unwrap();
@@ -492,6 +495,7 @@ async fn animations_are_saved_as_animations() {
         inputs: Vec::new(),
         parent: None,
         sources: Default::default(),
+        templates: Default::default(),
     };
     r.scheduler.submit(spec, origin(1), false).await.unwrap();
     let seen = r

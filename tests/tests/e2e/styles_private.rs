@@ -98,6 +98,38 @@ async fn styles_dress_the_prompt_and_wildcards_repeat_with_the_seed() {
     assert!(card.contains("**steps**: 2 · _inline flag_"), "{card}");
     assert!(card.contains("_workflow default_"), "{card}");
 
+    // 🔄 picks again with the reroll's new seed, from the text as typed.
+    let reroll = button_ids(&result)
+        .into_iter()
+        .find(|b| b.starts_with("cc:reroll"))
+        .expect("a reroll button");
+    let sent = bot
+        .discord
+        .send_interaction(
+            InteractionSpec::button(&reroll, Some(result.id))
+                .in_channel(GENERAL_CHANNEL_ID)
+                .by_user(USER_ID),
+        )
+        .unwrap();
+    bot.wait_original(sent.id, WAIT, finished)
+        .await
+        .expect("the reroll's result");
+    let rerolled = bot.jobs_of(USER_ID).into_iter().next().unwrap();
+    let template = &job.spec.templates["prompt"];
+    assert_eq!(
+        template,
+        "film noir photograph of a __animal__ in the rain, black and white, hard shadows, 35mm"
+    );
+    assert_eq!(&rerolled.spec.templates["prompt"], template);
+    let seed = rerolled.spec.values["seed"].as_u64().unwrap();
+    assert_ne!(seed, 5);
+    let (library, _) = generators::styles::Library::load(&bot.dir.join("workflows"));
+    assert_eq!(
+        rerolled.spec.values["prompt"],
+        library.fill_wildcards(template, seed).unwrap().as_str(),
+        "picked by the new seed"
+    );
+
     // The same seed picks the same line; the style option works like the flag.
     let (again, _) = run(
         &bot,

@@ -346,6 +346,23 @@ async fn derive(data: &Arc<Data>, http: &Http, resp: &Responder, source: &JobId,
         Ok(r) => r,
         Err(e) => return resp.fail(http, &e.to_string()).await,
     };
+    // A reroll picks its wildcards again with its new seed; a retry keeps them as they were.
+    match follow.how {
+        generators::Derivation::Reroll if follow.prompt.is_none() => {
+            let templates = &record.spec.templates;
+            let refilled = generators::kinds::refill_wildcards(
+                &data.catalog(),
+                &data.library(),
+                &mut req,
+                templates,
+            );
+            if let Err(e) = refilled {
+                tracing::info!(job = %record.id, error = %e, "reroll keeps its picked words");
+            }
+        }
+        generators::Derivation::Retry => req.templates = record.spec.templates.clone(),
+        _ => {}
+    }
     // Settings apply to follow-ups too, where the follow-up sets nothing of its own.
     let member = settings_panel::member_settings(data, resp.caller.user);
     generators::kinds::fill_follow_up(

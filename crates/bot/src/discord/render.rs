@@ -355,6 +355,7 @@ mod tests {
                 inputs: vec![],
                 parent: None,
                 sources: Default::default(),
+                templates: Default::default(),
             },
             origin: Origin::default(),
             state: JobState::Finished,

@@ -73,6 +73,7 @@ impl JobFamily for CosmosFamily {
             }],
             parent: req.parent,
             sources: req.sources,
+            templates: req.templates,
         })
     }
 
@@ -230,6 +231,7 @@ mod tests {
                 }],
                 parent: None,
                 sources: Default::default(),
+                templates: Default::default(),
             },
             origin: crate::job::Origin::default(),
             state: crate::job::JobState::Finished,

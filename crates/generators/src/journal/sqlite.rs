@@ -796,6 +796,7 @@ mod tests {
                 }],
                 parent: Some(JobId("00000000000000aa".into())),
                 sources: [("steps".to_string(), crate::job::ValueSource::Member)].into(),
+                templates: Default::default(),
             },
             origin: Origin {
                 owner,

@@ -327,6 +327,7 @@ impl JobFamily for CatalogFamily {
             inputs,
             parent: req.parent,
             sources,
+            templates: req.templates,
         })
     }
 
@@ -947,6 +948,7 @@ mod tests {
             inputs: Vec::new(),
             parent: Some(grid.id.clone()),
             sources: Default::default(),
+            templates: Default::default(),
         };
         let lookup = |id: &JobId| (id == &grid.id).then(|| grid.clone());
         let vary = follow(Derivation::Vary(Strength::Subtle));

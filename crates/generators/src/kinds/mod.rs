@@ -19,7 +19,9 @@ use validation::{MediaFormat, Refusal};
 use crate::job::{JobId, JobRecord, JobSpec, ValueSource};
 
 pub use catalog::{choose_workflow, kind_name, vary_image, CatalogFamily};
-pub use prompt::{fill_follow_up, plan_prompt, PlannedJob, PromptInput, PromptPlan};
+pub use prompt::{
+    fill_follow_up, plan_prompt, refill_wildcards, PlannedJob, PromptInput, PromptPlan,
+};
 pub use reframe::{Direction, Padding, Reframe};
 
 /// An input file already on disk and checked.
@@ -44,6 +46,8 @@ pub struct JobRequest {
     pub parent: Option<JobId>,
     /// Where the values came from (a command's planner knows; a button does not say).
     pub sources: BTreeMap<String, ValueSource>,
+    /// Texts with wildcards as typed, for a reroll to pick again.
+    pub templates: BTreeMap<String, String>,
 }
 
 /// Why a request cannot become a job; every message is fit to show the person who asked,

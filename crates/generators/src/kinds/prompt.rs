@@ -22,6 +22,8 @@ pub struct PlannedJob {
     pub values: Map<String, Value>,
     pub aspect: Option<String>,
     pub sources: BTreeMap<String, ValueSource>,
+    /// Texts with wildcards as typed (before the picks), by value name.
+    pub templates: BTreeMap<String, String>,
 }
 
 /// The jobs a prompt asks for, all on one workflow.
@@ -103,6 +105,7 @@ pub fn plan_prompt(input: PromptInput<'_>) -> Result<PromptPlan, String> {
                 values: slash.clone(),
                 aspect: input.slash_aspect.map(str::to_string),
                 sources: given_sources(),
+                templates: BTreeMap::new(),
             }],
         });
     };
@@ -142,6 +145,7 @@ pub fn plan_prompt(input: PromptInput<'_>) -> Result<PromptPlan, String> {
                 values: slash.clone(),
                 aspect: input.slash_aspect.map(str::to_string),
                 sources: given_sources(),
+                templates: BTreeMap::new(),
             }],
         });
     };
@@ -233,6 +237,7 @@ pub fn plan_prompt(input: PromptInput<'_>) -> Result<PromptPlan, String> {
             values,
             aspect: aspect.map(|(a, _)| a),
             sources,
+            templates: BTreeMap::new(),
         };
         for _ in 0..inline.repeat {
             jobs.push(fill_wildcards(input.library, def, job.clone())?);
@@ -301,46 +306,96 @@ fn pick_style<'a>(
         .and_then(|(name, _)| input.library.style(&name)))
 }
 
-/// `job` with the wildcards of its prompt and negative filled in from its seed; a job that
-/// has wildcards and no seed gets a random one first, so it can be made again.
+/// `job` with the wildcards of its prompt and negative filled in (see [`fill_wildcards_in`]).
 fn fill_wildcards(
     library: &Library,
     def: &WorkflowDef,
     mut job: PlannedJob,
 ) -> Result<PlannedJob, String> {
-    let wild = ["prompt", "negative"].iter().any(|k| {
-        job.values
-            .get(*k)
-            .and_then(Value::as_str)
-            .is_some_and(has_wildcards)
-    });
-    if !wild {
-        return Ok(job);
+    fill_wildcards_in(
+        library,
+        def,
+        &mut job.values,
+        &mut job.sources,
+        &mut job.templates,
+    )?;
+    Ok(job)
+}
+
+/// The values that may hold wildcards.
+const WILDCARD_FIELDS: [&str; 2] = ["prompt", "negative"];
+
+/// Fills the wildcards of `values`' prompt and negative from its seed. A job with wildcards
+/// and no seed gets a random one first (recorded, so it can be made again); each text as
+/// typed goes to `templates`, so a reroll can pick again with its new seed.
+pub fn fill_wildcards_in(
+    library: &Library,
+    def: &WorkflowDef,
+    values: &mut Map<String, Value>,
+    sources: &mut BTreeMap<String, ValueSource>,
+    templates: &mut BTreeMap<String, String>,
+) -> Result<(), String> {
+    let wild: Vec<(&str, String)> = WILDCARD_FIELDS
+        .iter()
+        .filter_map(|k| {
+            let text = values.get(*k).and_then(Value::as_str)?;
+            has_wildcards(text).then(|| (*k, text.to_string()))
+        })
+        .collect();
+    if wild.is_empty() {
+        return Ok(());
     }
-    let seed = match job.values.get("seed").and_then(Value::as_u64) {
+    let seed = match values.get("seed").and_then(Value::as_u64) {
         Some(s) => s,
         None => {
             let mut rng = rand::thread_rng();
             match def.manifest.params.get("seed") {
                 Some(p) => {
                     let s = core_comfyui::manifest::random_seed(&p.rule, &mut rng);
-                    job.values.insert("seed".into(), Value::from(s));
-                    job.sources.insert("seed".into(), ValueSource::Random);
+                    values.insert("seed".into(), Value::from(s));
+                    sources.insert("seed".into(), ValueSource::Random);
                     s
                 }
                 None => rand::Rng::gen(&mut rng),
             }
         }
     };
-    for k in ["prompt", "negative"] {
-        if let Some(text) = job.values.get(k).and_then(Value::as_str) {
-            let filled = library
-                .fill_wildcards(text, seed)
-                .map_err(|e| e.to_string())?;
-            job.values.insert(k.into(), Value::String(filled));
+    for (k, text) in wild {
+        let filled = library
+            .fill_wildcards(&text, seed)
+            .map_err(|e| e.to_string())?;
+        values.insert(k.into(), Value::String(filled));
+        templates.insert(k.into(), text);
+    }
+    Ok(())
+}
+
+/// A reroll of a job whose prompt had wildcards: the texts as typed are filled again with the
+/// reroll's new seed, so it picks anew (the same seed would pick the same). Nothing changes
+/// for a job without wildcards, or a workflow no longer loaded.
+pub fn refill_wildcards(
+    catalog: &Catalog,
+    library: &Library,
+    req: &mut crate::JobRequest,
+    templates: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    let Some(def) = catalog.get(&req.workflow) else {
+        return Ok(());
+    };
+    if templates.is_empty() {
+        return Ok(());
+    }
+    // On a copy: a wildcard file removed since leaves the request as it was.
+    let mut values = req.values.clone();
+    let (mut sources, mut kept) = (req.sources.clone(), req.templates.clone());
+    for (k, text) in templates {
+        if WILDCARD_FIELDS.contains(&k.as_str()) && def.manifest.params.contains_key(k) {
+            values.insert(k.clone(), Value::String(text.clone()));
         }
     }
-    Ok(job)
+    fill_wildcards_in(library, def, &mut values, &mut sources, &mut kept)?;
+    (req.values, req.sources, req.templates) = (values, sources, kept);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -633,6 +688,37 @@ mod tests {
         })
         .unwrap();
         assert_eq!(p.jobs[0].values["prompt"], "a street");
+    }
+
+    #[test]
+    fn a_reroll_picks_its_wildcards_again_with_its_new_seed() {
+        let (c, l) = (catalog(), library());
+        let v = slash(json!({"prompt": "a __animal__ --seed 11"}));
+        let job = plan_prompt(input(&c, &l, &v)).unwrap().jobs.remove(0);
+        assert_eq!(job.templates["prompt"], "a __animal__");
+        // Rerolls: the filled prompt and no seed (the reroll draws one), the templates kept.
+        let picks: std::collections::BTreeSet<String> = (0..40)
+            .map(|_| {
+                let mut req = crate::JobRequest {
+                    workflow: "txt2img".into(),
+                    values: slash(json!({"prompt": job.values["prompt"].clone()})),
+                    ..crate::JobRequest::default()
+                };
+                refill_wildcards(&c, &l, &mut req, &job.templates).unwrap();
+                assert!(req.values["seed"].is_u64(), "the new seed is recorded");
+                req.values["prompt"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert!(picks.len() >= 2, "new seeds pick anew: {picks:?}");
+        // A wildcard file gone since: the reroll keeps its prompt.
+        let mut req = crate::JobRequest {
+            workflow: "txt2img".into(),
+            values: slash(json!({"prompt": "a fox"})),
+            ..crate::JobRequest::default()
+        };
+        let gone = [("prompt".to_string(), "a __gone__".to_string())].into();
+        assert!(refill_wildcards(&c, &l, &mut req, &gone).is_err());
+        assert_eq!(req.values["prompt"], "a fox");
     }
 
     #[test]

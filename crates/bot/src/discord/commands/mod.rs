@@ -164,6 +164,7 @@ async fn launch_from_command(
             inputs,
             parent: None,
             sources: job.sources,
+            templates: job.templates,
         };
         launch::start_job_at(&data, &http, &resp, id, req, placement).await;
     }

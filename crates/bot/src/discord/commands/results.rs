@@ -232,6 +232,7 @@ mod tests {
                 inputs: vec![],
                 parent: None,
                 sources: Default::default(),
+                templates: Default::default(),
             },
             origin: Origin {
                 owner,
