@@ -218,10 +218,16 @@ impl BotUnderTest {
             .await
         });
         self.bot = Some((tx, handle));
-        assert!(
-            registered_since(&self.discord, since).await,
-            "the bot connects and registers its commands"
-        );
+        let registered = registered_since(&self.discord, since).await;
+        // A bot that stopped on its own says why, instead of a bare timeout.
+        if let Some((_, handle)) = self.bot.as_mut().filter(|(_, h)| h.is_finished()) {
+            match handle.await {
+                Ok(Err(e)) => panic!("the bot stopped while starting: {e:#}"),
+                Ok(Ok(())) => panic!("the bot stopped while starting, without an error"),
+                Err(e) => panic!("the bot's task failed while starting: {e}"),
+            }
+        }
+        assert!(registered, "the bot connects and registers its commands");
     }
 
     /// Stops the bot as ctrl-c would and waits for it to exit; the fakes keep running.
