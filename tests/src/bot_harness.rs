@@ -374,6 +374,19 @@ pub fn generate(prompt: &str) -> InteractionSpec {
         .by_user(USER_ID)
 }
 
+/// `/generate` with `prompt` typed as is (inline flags and all), at the workflow's own size.
+pub fn typed(prompt: &str) -> InteractionSpec {
+    InteractionSpec::command("generate")
+        .option("prompt", prompt)
+        .in_channel(GENERAL_CHANNEL_ID)
+        .by_user(USER_ID)
+}
+
+/// A job message that shows its result and no longer offers Cancel.
+pub fn finished(m: &StoredMessage) -> bool {
+    has_result(m) && !button_ids(m).iter().any(|b| b.starts_with("cc:cancel"))
+}
+
 /// Whether the suites run against a real ComfyUI (`COMFYUI_URL`) instead of the fake.
 pub fn real_comfy() -> bool {
     std::env::var("COMFYUI_URL").is_ok_and(|u| !u.trim().is_empty())

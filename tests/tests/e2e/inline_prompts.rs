@@ -5,21 +5,10 @@
 use std::time::Duration;
 
 use generators::JobRecord;
-use tests::bot_harness::{button_ids, has_result, real_comfy, BotUnderTest, HarnessOptions};
-use tests::fake_discord::{InteractionSpec, StoredMessage, GENERAL_CHANNEL_ID, USER_ID};
+use tests::bot_harness::{finished, real_comfy, typed, BotUnderTest, HarnessOptions};
+use tests::fake_discord::USER_ID;
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn typed(prompt: &str) -> InteractionSpec {
-    InteractionSpec::command("generate")
-        .option("prompt", prompt)
-        .in_channel(GENERAL_CHANNEL_ID)
-        .by_user(USER_ID)
-}
-
-fn finished(m: &StoredMessage) -> bool {
-    has_result(m) && !button_ids(m).iter().any(|b| b.starts_with("cc:cancel"))
-}
 
 /// The jobs `USER_ID` started, oldest first.
 fn jobs(bot: &BotUnderTest) -> Vec<JobRecord> {

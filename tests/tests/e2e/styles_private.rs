@@ -7,23 +7,12 @@ use std::time::Duration;
 
 use generators::{JobRecord, ValueSource};
 use serde_json::json;
-use tests::bot_harness::{button_ids, has_result, BotUnderTest, HarnessOptions};
+use tests::bot_harness::{button_ids, finished, typed, BotUnderTest, HarnessOptions};
 use tests::fake_discord::{
     dm_channel_id, InteractionSpec, StoredMessage, GENERAL_CHANNEL_ID, USER_ID,
 };
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn typed(prompt: &str) -> InteractionSpec {
-    InteractionSpec::command("generate")
-        .option("prompt", prompt)
-        .in_channel(GENERAL_CHANNEL_ID)
-        .by_user(USER_ID)
-}
-
-fn finished(m: &StoredMessage) -> bool {
-    has_result(m) && !button_ids(m).iter().any(|b| b.starts_with("cc:cancel"))
-}
 
 /// Runs `spec` to its result; the newest job of [`USER_ID`] and the result message.
 async fn run(bot: &BotUnderTest, spec: InteractionSpec) -> (JobRecord, StoredMessage) {

@@ -8,8 +8,8 @@ use generators::{FollowUp, JobId, JobRecord};
 use poise::serenity_prelude as serenity;
 use serenity::Builder as _;
 use serenity::{
-    ActionRowComponent, ComponentInteraction, CreateActionRow, CreateAllowedMentions,
-    CreateInputText, CreateInteractionResponse, CreateInteractionResponseMessage, CreateModal,
+    ComponentInteraction, CreateActionRow, CreateAllowedMentions, CreateInputText,
+    CreateInteractionResponse, CreateInteractionResponseMessage, CreateModal,
     EditInteractionResponse, Http, InputTextStyle, ModalInteraction,
 };
 
@@ -17,7 +17,7 @@ use super::access;
 use super::buttons::{Action, Press};
 use super::launch;
 use super::render;
-use super::reply::{caller_of, capitalise, ephemeral, internal, Responder};
+use super::reply::{caller_of, capitalise, ephemeral, internal, modal_text, Responder};
 use super::result_view::result_message;
 use super::settings_panel;
 use super::{Data, Error};
@@ -295,16 +295,7 @@ async fn on_modal(data: &Arc<Data>, http: &Arc<Http>, m: &ModalInteraction) -> R
     let caller = caller_of(&m.user, m.member.as_ref(), m.guild_id, m.channel_id);
     let resp = Responder::new(&m.token, at, caller, m.attachment_size_limit);
     let press = Press::parse(&m.data.custom_id);
-    let prompt = m
-        .data
-        .components
-        .iter()
-        .flat_map(|row| row.components.iter())
-        .find_map(|c| match c {
-            ActionRowComponent::InputText(t) if t.custom_id == PROMPT_INPUT => t.value.clone(),
-            _ => None,
-        })
-        .unwrap_or_default();
+    let prompt = modal_text(m, PROMPT_INPUT);
     if let Some(p) = press.as_ref().filter(|p| p.action == Action::VaryMessage) {
         vary_message(data, http, &resp, m.channel_id, &p.job, prompt).await;
         return Ok(());

@@ -36,6 +36,19 @@ pub fn caller_of(
     }
 }
 
+/// The text typed into a form's input `id` (empty when the form does not have it).
+pub fn modal_text(m: &serenity::ModalInteraction, id: &str) -> String {
+    m.data
+        .components
+        .iter()
+        .flat_map(|row| row.components.iter())
+        .find_map(|c| match c {
+            serenity::ActionRowComponent::InputText(t) if t.custom_id == id => t.value.clone(),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 /// An immediate reply only the caller sees.
 pub fn ephemeral(text: &str) -> CreateInteractionResponse {
     CreateInteractionResponse::Message(

@@ -8,10 +8,10 @@ use generators::settings::{
 };
 use poise::serenity_prelude as serenity;
 use serenity::{
-    ActionRowComponent, ButtonStyle, ComponentInteraction, ComponentInteractionDataKind,
-    CreateActionRow, CreateAllowedMentions, CreateButton, CreateInputText,
-    CreateInteractionResponse, CreateInteractionResponseMessage, CreateModal, CreateSelectMenu,
-    CreateSelectMenuKind, CreateSelectMenuOption, Http, InputTextStyle, ModalInteraction,
+    ButtonStyle, ComponentInteraction, ComponentInteractionDataKind, CreateActionRow,
+    CreateAllowedMentions, CreateButton, CreateInputText, CreateInteractionResponse,
+    CreateInteractionResponseMessage, CreateModal, CreateSelectMenu, CreateSelectMenuKind,
+    CreateSelectMenuOption, Http, InputTextStyle, ModalInteraction,
 };
 
 use super::reply::{ephemeral, internal};
@@ -294,16 +294,7 @@ pub async fn on_modal(data: &Arc<Data>, http: &Http, m: &ModalInteraction) -> Re
         .custom_id
         .trim_start_matches(PREFIX)
         .trim_end_matches(":form");
-    let text = m
-        .data
-        .components
-        .iter()
-        .flat_map(|row| row.components.iter())
-        .find_map(|c| match c {
-            ActionRowComponent::InputText(t) if t.custom_id == TEXT_INPUT => t.value.clone(),
-            _ => None,
-        })
-        .unwrap_or_default();
+    let text = super::reply::modal_text(m, TEXT_INPUT);
     let mut s = member_settings(data, user);
     let max = if field == "negative" {
         MAX_NEGATIVE_CHARS
