@@ -328,7 +328,8 @@ async fn derive(data: &Arc<Data>, http: &Http, resp: &Responder, source: &JobId,
         }
         Err(e) => return resp.fail(http, &internal("reading a source job", &e)).await,
     };
-    let resp = &in_private_dm(resp, &record);
+    let member = settings_panel::member_settings(data, resp.caller.user);
+    let resp = &in_private_dm(resp, &record).with_private(member.private);
     if !launch::admit(data, http, resp).await {
         return;
     }
@@ -355,7 +356,6 @@ async fn derive(data: &Arc<Data>, http: &Http, resp: &Responder, source: &JobId,
         _ => {}
     }
     // Settings apply to follow-ups too, where the follow-up sets nothing of its own.
-    let member = settings_panel::member_settings(data, resp.caller.user);
     generators::kinds::fill_follow_up(
         &data.catalog(),
         &mut req,
@@ -427,5 +427,7 @@ async fn vary_message(
         Ok(r) => r,
         Err(e) => return resp.fail(http, &e.to_string()).await,
     };
+    let private = settings_panel::member_settings(data, resp.caller.user).private;
+    let resp = &resp.clone().with_private(private);
     launch::start_job(data, http, resp, id, req).await;
 }

@@ -65,9 +65,7 @@ pub async fn start_job_at(
     let kinds = data.kinds();
     // Private delivery: the member asked for results by direct message. A press in that DM
     // already is one.
-    let private = resp.caller.guild.is_some()
-        && !resp.caller.private_dm
-        && super::settings_panel::member_settings(data, resp.caller.user).private;
+    let private = resp.private && resp.caller.guild.is_some() && !resp.caller.private_dm;
     if private && kinds.nsfw(&req.workflow) {
         return refuse(NSFW_NOT_BY_DM.into()).await;
     }

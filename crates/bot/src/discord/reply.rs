@@ -70,6 +70,8 @@ pub struct Responder {
     pub channel: ChannelId,
     pub upload_limit: u64,
     pub caller: Caller,
+    /// The caller's results go to their DMs (their settings, read once per interaction).
+    pub private: bool,
 }
 
 impl Responder {
@@ -81,7 +83,14 @@ impl Responder {
             channel: ChannelId::new(caller.channel.max(1)),
             upload_limit: u64::from(attachment_size_limit).max(1),
             caller,
+            private: false,
         }
+    }
+
+    /// This responder with the caller's private-delivery setting.
+    pub fn with_private(mut self, private: bool) -> Responder {
+        self.private = private;
+        self
     }
 
     /// Replaces the deferred "thinking" message with an error only the caller sees.

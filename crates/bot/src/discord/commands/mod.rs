@@ -101,7 +101,8 @@ async fn launch_from_command(
         ctx.defer().await?;
     }
     let http = ctx.serenity_context().http.clone();
-    let resp = Responder::new(&i.token, at, caller(&ctx), i.attachment_size_limit);
+    let resp = Responder::new(&i.token, at, caller(&ctx), i.attachment_size_limit)
+        .with_private(member.private);
     if !launch::admit(&data, &http, &resp).await {
         return Ok(());
     }
