@@ -76,6 +76,38 @@ fn fits(def: &WorkflowDef, name: &str, v: &Value) -> bool {
     })
 }
 
+/// Sets `name` to `v` (from `source`) unless it is set, where the workflow takes it and `v`
+/// fits its rule.
+fn fill_unset(
+    def: &WorkflowDef,
+    values: &mut Map<String, Value>,
+    sources: &mut BTreeMap<String, ValueSource>,
+    name: &str,
+    v: Value,
+    source: ValueSource,
+) {
+    if !values.contains_key(name) && fits(def, name, &v) {
+        values.insert(name.to_string(), v);
+        sources.insert(name.to_string(), source);
+    }
+}
+
+/// The settings' negative prompt and steps, where nothing set them.
+fn fill_settings(
+    def: &WorkflowDef,
+    values: &mut Map<String, Value>,
+    sources: &mut BTreeMap<String, ValueSource>,
+    member: &Preferences,
+    server: &Preferences,
+) {
+    if let Some((neg, src)) = layered(&member.negative, &server.negative) {
+        fill_unset(def, values, sources, "negative", Value::String(neg), src);
+    }
+    if let Some((steps, src)) = layered(&member.steps, &server.steps) {
+        fill_unset(def, values, sources, "steps", Value::from(steps), src);
+    }
+}
+
 /// The jobs `input` asks for. The workflow is the named one, or one of `kind` that takes
 /// every option and flag given. Every message is for the person who typed it.
 pub fn plan_prompt(input: PromptInput<'_>) -> Result<PromptPlan, String> {
@@ -176,23 +208,19 @@ pub fn plan_prompt(input: PromptInput<'_>) -> Result<PromptPlan, String> {
         values.insert("prompt".into(), Value::String(prompt));
         // The style's parameters, then settings, fill what neither the command nor a flag
         // set, where the workflow takes them and they fit its rule.
-        let mut fill = |name: &str, v: Value, source: ValueSource| {
-            if !values.contains_key(name) && fits(def, name, &v) {
-                values.insert(name.to_string(), v);
-                sources.insert(name.to_string(), source);
-            }
-        };
         if let Some(s) = style {
             for (k, v) in &s.params {
-                fill(k, v.clone(), ValueSource::Style);
+                fill_unset(
+                    def,
+                    &mut values,
+                    &mut sources,
+                    k,
+                    v.clone(),
+                    ValueSource::Style,
+                );
             }
         }
-        if let Some((neg, src)) = layered(&input.member.negative, &input.server.negative) {
-            fill("negative", Value::String(neg), src);
-        }
-        if let Some((steps, src)) = layered(&input.member.steps, &input.server.steps) {
-            fill("steps", Value::from(steps), src);
-        }
+        fill_settings(def, &mut values, &mut sources, input.member, input.server);
         let takes_negative = def.manifest.params.get("negative");
         if takes_negative.is_none() && !inline.no.is_empty() {
             return Err(format!(
@@ -264,18 +292,7 @@ pub fn fill_follow_up(
     let Some(def) = catalog.get(&req.workflow) else {
         return;
     };
-    let mut put = |name: &str, v: Value, source: ValueSource| {
-        if !req.values.contains_key(name) && fits(def, name, &v) {
-            req.values.insert(name.to_string(), v);
-            req.sources.insert(name.to_string(), source);
-        }
-    };
-    if let Some((neg, src)) = layered(&member.negative, &server.negative) {
-        put("negative", Value::String(neg), src);
-    }
-    if let Some((steps, src)) = layered(&member.steps, &server.steps) {
-        put("steps", Value::from(steps), src);
-    }
+    fill_settings(def, &mut req.values, &mut req.sources, member, server);
     let takes_size = ["width", "height"]
         .iter()
         .all(|k| def.manifest.params.contains_key(*k));
